@@ -1,0 +1,57 @@
+"""Dataset registry. Each dataset module exports ``SPEC`` fields here and ``scan(root)``.
+
+Datasets are recognised by content (a marker file or header comment), not folder names,
+so any layout of a user's download is found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...registry import Registry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatasetSpec:
+    id: str
+    name: str
+    version: str
+    regions: tuple[str, ...]
+    licence: str
+    url: str
+    #: how the dataset is recognised below the data dir (documentation; ``finder`` does it)
+    marker: str
+    #: "module:attr" of ``find_roots(data_dir) -> list[Path]``
+    finder: str
+    #: "module:attr" of ``scan(root, strict=False) -> DatasetIndex``
+    scanner: str
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+_M = "ecgfm_suite.data.datasets"
+for _spec in (
+    DatasetSpec(id="ludb", name="LUDB", version="1.0.1", regions=("Russia",), licence="ODC-By-1.0",
+                url="https://physionet.org/content/ludb/1.0.1/", marker="ludb.csv",
+                finder=f"{_M}.ludb:find_roots", scanner=f"{_M}.ludb:scan"),
+    DatasetSpec(id="brugada_huca", name="Brugada-HUCA", version="1.0.0", regions=("Spain",),
+                licence="see PhysioNet page", url="https://physionet.org/content/brugada-huca/1.0.0/",
+                marker="metadata.csv or files/<id>/<id>.hea",
+                finder=f"{_M}.brugada:find_roots", scanner=f"{_M}.brugada:scan"),
+    DatasetSpec(id="challenge2021", name="PhysioNet/CinC Challenge 2020/2021", version="1.0.3",
+                regions=("China", "USA", "Germany", "Russia"), licence="CC-BY-4.0",
+                url="https://physionet.org/content/challenge-2021/1.0.3/", marker="#Dx: header comment",
+                finder=f"{_M}.challenge:find_roots", scanner=f"{_M}.challenge:scan"),
+    DatasetSpec(id="code15", name="CODE-15% (Challenge 2025 WFDB)", version="2025",
+                regions=("Brazil",), licence="CC-BY-4.0", url="https://zenodo.org/records/4916206",
+                marker="# Chagas label: header comment",
+                finder=f"{_M}.code15:find_roots", scanner=f"{_M}.code15:scan"),
+    DatasetSpec(id="cinc2017", name="PhysioNet/CinC Challenge 2017 (AF)", version="1.0.0",
+                regions=("USA",), licence="see PhysioNet page",
+                url="https://physionet.org/content/challenge-2017/1.0.0/", marker="REFERENCE.csv",
+                finder=f"{_M}.cinc2017:find_roots", scanner=f"{_M}.cinc2017:scan"),
+    DatasetSpec(id="ptbxl", name="PTB-XL", version="1.0.3", regions=("Germany",), licence="CC-BY-4.0",
+                url="https://physionet.org/content/ptb-xl/1.0.3/", marker="ptbxl_database.csv",
+                finder=f"{_M}.ptbxl:find_roots", scanner=f"{_M}.ptbxl:scan"),
+):
+    DATASETS.register(_spec.id, _spec)

@@ -1,0 +1,1 @@
+"""Models layer: the Encoder protocol, the ModelSpec registry, one module per family."""

@@ -1,0 +1,76 @@
+"""The Encoder protocol every model family implements, and a torch base class for it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..data.preprocess import InputSpec, prepare
+from .spec import ModelSpec
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    spec: ModelSpec
+    input_spec: InputSpec
+    embed_dim: int
+    #: sha256 of the checkpoint file/folder, or None when randomly initialised
+    checkpoint_sha256: str | None
+
+    def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
+        """Raw record (leads, samples) in mV → model-ready windows (n_windows, *input_shape), float32."""
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        """Model-ready windows (N, *input_shape) → embeddings (N, embed_dim), float32."""
+
+
+class TorchEncoder:
+    """Runs a torch module in inference mode, batched, bf16 autocast on CUDA.
+
+    Subclasses implement ``forward_embed(tensor) -> tensor (N, D)`` (architecture forward +
+    official pooling) and may override ``prepare`` with the family's official pipeline.
+    """
+
+    def __init__(self, spec: ModelSpec, module: Any, *, checkpoint_sha256: str | None,
+                 device: str = "cpu", batch_size: int = 64) -> None:
+        import torch
+
+        self.spec = spec
+        self.input_spec = spec.input_spec
+        self.embed_dim = spec.embed_dim
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.batch_size = batch_size
+
+    def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
+        return prepare(x, fs, tuple(leads), self.input_spec)
+
+    def forward_embed(self, x: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        out: list[np.ndarray] = []
+        i = 0
+        while i < len(batch):
+            chunk = torch.from_numpy(np.ascontiguousarray(batch[i : i + self.batch_size], dtype=np.float32))
+            try:
+                with torch.inference_mode(), torch.autocast(
+                    "cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+                ):
+                    emb = self.forward_embed(chunk.to(self.device))
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size //= 2  # adapt to available memory, then retry the same chunk
+                torch.cuda.empty_cache()
+                continue
+            out.append(emb.float().cpu().numpy())
+            i += len(chunk)
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
