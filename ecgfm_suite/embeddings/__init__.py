@@ -1,0 +1,1 @@
+"""Embeddings layer: batched encoding of records and the on-disk embedding cache."""

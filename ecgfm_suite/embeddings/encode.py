@@ -1,0 +1,31 @@
+"""Batched encoding: raw records → model-ready windows → per-window embeddings → one vector per record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..models.protocol import Encoder
+
+
+def aggregate_windows(emb: np.ndarray, offsets: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Pool per-window embeddings to records; ``offsets`` (n_records + 1) delimit each record's windows."""
+    if how != "mean":
+        raise ValueError(f"unknown window aggregation {how!r}")
+    counts = np.diff(offsets)
+    sums = np.add.reduceat(emb, offsets[:-1], axis=0) if len(emb) else np.zeros((0, emb.shape[1]), emb.dtype)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+def embed_array(
+    encoder: Encoder, x: np.ndarray, fs: float, leads: Sequence[str], *, batch_windows: int = 256
+) -> np.ndarray:
+    """Embed raw ECGs ``x`` (N, leads, samples) in mV with the model's own preprocessing → (N, D)."""
+    prepared = [encoder.prepare(np.asarray(rec, dtype=np.float32), fs, leads) for rec in x]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in prepared])])
+    windows = np.concatenate(prepared) if prepared else np.zeros((0,), np.float32)
+    emb = np.concatenate(
+        [encoder.encode(windows[i : i + batch_windows]) for i in range(0, len(windows), batch_windows)]
+    ) if len(windows) else np.zeros((0, encoder.embed_dim), np.float32)
+    return aggregate_windows(emb, offsets, encoder.input_spec.aggregate)
