@@ -3,13 +3,17 @@
 ``InputSpec`` declares what a model expects; the primitives below are what the published
 pipelines are built from. A model family whose official order of operations differs
 composes its own ``prepare`` from these primitives (see ``ecgfm_suite.models``).
+
+Every primitive takes and returns float32 arrays with time on the last axis, works on
+``(leads, samples)`` and on stacks of them, and raises :class:`SpecError` for a bad option.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy import signal as sps
@@ -21,8 +25,20 @@ Normalisation = Literal["none", "zscore_lead", "minmax_lead", "zscore_global", "
 Resampler = Literal["poly", "fft", "linear"]
 MissingLeads = Literal["zero", "refuse"]
 WindowMode = Literal["first", "all", "crops"]
+Aggregate = Literal["mean"]
 
-NORMALISATIONS: tuple[str, ...] = ("none", "zscore_lead", "minmax_lead", "zscore_global", "minmax_global")
+NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
+RESAMPLERS: tuple[str, ...] = get_args(Resampler)
+MISSING_LEADS: tuple[str, ...] = get_args(MissingLeads)
+WINDOW_MODES: tuple[str, ...] = get_args(WindowMode)
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+
+#: Bump whenever a primitive's output changes for the same input: prepared-array caches key on it.
+PIPELINE_VERSION = 2
+
+#: Largest polyphase up/down factor used as is; a rate pair needing more (e.g. 499.7 → 500 Hz) is
+#: approximated to this denominator, which keeps the filter short (its length grows with the factor).
+MAX_POLY_FACTOR = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +50,7 @@ class InputSpec:
     window: int  # samples per window at ``fs``
     window_mode: WindowMode = "first"  # "all": non-overlapping windows; "crops": ``n_crops`` evenly spaced
     n_crops: int = 1
-    aggregate: Literal["mean"] = "mean"  # how per-window embeddings become one per record
+    aggregate: Aggregate = "mean"  # how per-window embeddings become one per record
     bandpass: tuple[float, float] | None = None
     notch: float | None = None
     normalisation: Normalisation = "none"
@@ -44,116 +60,245 @@ class InputSpec:
     pipeline: str = "generic"
 
     def __post_init__(self) -> None:
-        if self.fs <= 0:
-            raise SpecError(f"fs must be > 0, got {self.fs}")
+        # YAML and JSON give lists; the spec is hashed and compared, so store tuples
+        object.__setattr__(self, "leads", tuple(self.leads))
+        if self.bandpass is not None:
+            object.__setattr__(self, "bandpass", tuple(float(f) for f in self.bandpass))
+        if not self.fs > 0:
+            raise SpecError(f"fs must be > 0, got {self.fs}", "InputSpec.fs")
         if self.window <= 0:
-            raise SpecError(f"window must be > 0 samples, got {self.window}")
-        if self.normalisation not in NORMALISATIONS:
-            raise SpecError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}")
+            raise SpecError(f"window must be > 0 samples, got {self.window}", "InputSpec.window")
         if not self.leads:
-            raise SpecError("leads must not be empty")
+            raise SpecError("leads must not be empty", "InputSpec.leads")
+        canonical = [canonical_lead(name) for name in self.leads]
+        if len(set(canonical)) != len(canonical):
+            raise SpecError(f"leads repeat a lead: {list(self.leads)}", "InputSpec.leads")
+        for name, value, allowed in (
+            ("window_mode", self.window_mode, WINDOW_MODES),
+            ("aggregate", self.aggregate, AGGREGATES),
+            ("normalisation", self.normalisation, NORMALISATIONS),
+            ("resampler", self.resampler, RESAMPLERS),
+            ("missing_leads", self.missing_leads, MISSING_LEADS),
+        ):
+            _check_option(name, value, allowed, "InputSpec")
+        if self.n_crops < 1:
+            raise SpecError(f"n_crops must be >= 1, got {self.n_crops}", "InputSpec.n_crops")
+        if self.bandpass is not None:
+            low, high = self.bandpass  # a wrong arity fails here with Python's own message
+            if not 0 <= low < high:
+                raise SpecError(f"bandpass must be (low, high) with 0 <= low < high, got {self.bandpass}",
+                                "InputSpec.bandpass")
+        if self.notch is not None and not self.notch > 0:
+            raise SpecError(f"notch must be > 0 Hz, got {self.notch}", "InputSpec.notch")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        """Inverse of :meth:`to_dict`; an unknown key is a typo and fails, naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"unknown InputSpec keys {unknown} (known: {sorted(known)})", "InputSpec")
+        return cls(**data)
+
+
+def _check_option(name: str, value: object, allowed: tuple[str, ...], owner: str) -> None:
+    if value not in allowed:
+        raise SpecError(f"{name} must be one of {allowed}, got {value!r}", f"{owner}.{name}")
+
+
+def _rate_ratio(fs_in: float, fs_out: float) -> Fraction:
+    """fs_out/fs_in as a fraction, exact for rates given to 1e-6 Hz (300 → 500 Hz = 5/3)."""
+    exact = Fraction(fs_out).limit_denominator(10**6) / Fraction(fs_in).limit_denominator(10**6)
+    if max(exact.numerator, exact.denominator) <= MAX_POLY_FACTOR:
+        return exact
+    return exact.limit_denominator(MAX_POLY_FACTOR)
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float, method: Resampler = "poly") -> np.ndarray:
-    """Resample along the last axis. ``poly`` = polyphase (scipy.signal.resample_poly)."""
-    if fs_in <= 0 or fs_out <= 0:
-        raise SpecError(f"sampling rates must be > 0 (got {fs_in} → {fs_out})")
+    """Resample along the last axis to exactly ``round(n · fs_out / fs_in)`` samples, float32.
+
+    ``poly``: polyphase FIR (``scipy.signal.resample_poly``, the anti-aliasing default of most
+    published pipelines); ``fft``: ``scipy.signal.resample`` (periodic, as HuBERT-ECG, ST-MEM and
+    ECG-JEPA use); ``linear``: linear interpolation on the time grid (ECG-FM's ``interp1d``).
+    """
+    _check_option("method", method, RESAMPLERS, "resample")
+    if not (fs_in > 0 and fs_out > 0 and np.isfinite(fs_in) and np.isfinite(fs_out)):
+        raise SpecError(f"sampling rates must be finite and > 0, got {fs_in} → {fs_out}", "resample")
+    x = np.asarray(x, dtype=np.float32)
     if fs_in == fs_out:
-        return np.asarray(x, dtype=np.float32)
+        return x
     n_in = x.shape[-1]
-    n_out = int(round(n_in * fs_out / fs_in))
+    n_out = round(n_in * fs_out / fs_in)
+    if n_in == 0 or n_out == 0:
+        return np.zeros((*x.shape[:-1], n_out), dtype=np.float32)
     if method == "poly":
-        frac = Fraction(fs_out / fs_in).limit_denominator(1000)
-        y = sps.resample_poly(x, frac.numerator, frac.denominator, axis=-1)
+        ratio = _rate_ratio(fs_in, fs_out)
+        y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+        if y.shape[-1] < n_out:  # only when the ratio was approximated: hold the last sample
+            y = np.concatenate([y, np.repeat(y[..., -1:], n_out - y.shape[-1], axis=-1)], axis=-1)
         y = y[..., :n_out]
     elif method == "fft":
         y = sps.resample(x, n_out, axis=-1)
-    elif method == "linear":
-        t_in = np.arange(n_in) / fs_in
-        t_out = np.arange(n_out) / fs_out
-        y = np.stack([np.interp(t_out, t_in, row) for row in x.reshape(-1, n_in)]).reshape(*x.shape[:-1], n_out)
     else:
-        raise SpecError(f"unknown resampler {method!r}")
-    return np.asarray(y, dtype=np.float32)
+        pos = np.arange(n_out) * (fs_in / fs_out)  # output instants in input-sample units
+        i0 = np.minimum(pos.astype(np.int64), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        frac = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+        y = x[..., i0] * (1.0 - frac) + x[..., i1] * frac
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def select_leads(
-    x: np.ndarray, leads_in: tuple[str, ...] | list[str], leads_out: tuple[str, ...], missing: MissingLeads = "zero"
+    x: np.ndarray,
+    leads_in: tuple[str, ...] | list[str],
+    leads_out: tuple[str, ...],
+    missing: MissingLeads = "zero",
+    *,
+    path: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder ``x`` (leads, samples) to ``leads_out``; returns (array, present-mask)."""
-    index = {canonical_lead(name): i for i, name in enumerate(leads_in)}
-    out = np.zeros((len(leads_out), x.shape[-1]), dtype=np.float32)
-    mask = np.zeros(len(leads_out), dtype=bool)
-    absent = []
-    for j, name in enumerate(leads_out):
-        i = index.get(canonical_lead(name))
-        if i is None:
-            absent.append(name)
-            continue
-        out[j] = x[i]
-        mask[j] = True
+    """Reorder ``x`` (leads, samples) to ``leads_out`` by canonical name; returns (array, present-mask).
+
+    A lead the record lacks is zero-filled with mask False (``missing="zero"``) or refused with a
+    :class:`SpecError` naming the absent leads and the record's leads (``"refuse"``). NaN/inf
+    samples become 0; a lead that is then constant (flat, all-NaN, disconnected) is zeroed and
+    masked False too, so it carries no offset into the model. ``path`` names the record in errors.
+    """
+    _check_option("missing", missing, MISSING_LEADS, "select_leads")
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] != len(leads_in):
+        raise SpecError(f"signal of shape {x.shape} does not match {len(leads_in)} lead names {list(leads_in)}",
+                        path)
+    index: dict[str, int] = {}
+    for i, name in enumerate(leads_in):
+        lead = canonical_lead(name)
+        if lead in index:
+            raise SpecError(f"lead {lead!r} appears twice in the record's leads {list(leads_in)}", path)
+        index[lead] = i
+    source = [index.get(canonical_lead(name)) for name in leads_out]
+    absent = [name for name, i in zip(leads_out, source) if i is None]
     if absent and missing == "refuse":
-        raise SpecError(f"record lacks leads {absent} (has {list(leads_in)}); missing-lead policy is 'refuse'")
-    return out, mask
+        raise SpecError(f"record lacks leads {absent} (has {list(leads_in)}); missing-lead policy is 'refuse'", path)
+    present = np.array([i is not None for i in source], dtype=bool)
+    out = np.zeros((len(leads_out), x.shape[-1]), dtype=np.float32)
+    out[present] = x[[i for i in source if i is not None]]
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+    if out.shape[-1]:
+        flat = out.max(axis=-1) == out.min(axis=-1)
+        out[flat] = 0.0
+        present &= ~flat
+    return out, present
+
+
+@lru_cache(maxsize=64)
+def _butter_sos(order: int, low: float, high: float, fs: float) -> np.ndarray:
+    if low > 0:
+        return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    return sps.butter(order, high, btype="lowpass", fs=fs, output="sos")
+
+
+def _padlen(n: int, default: int) -> int | None:
+    """scipy's default edge padding, shortened for records shorter than it (scipy would raise)."""
+    return None if n > default else max(n - 1, 0)
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 4) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (second-order sections)."""
+    """Zero-phase Butterworth band-pass (second-order sections); ``low=0`` gives a low-pass.
+
+    ``high`` is capped at 0.45·fs (a 47 Hz edge on 100 Hz data becomes 45 Hz): a Butterworth
+    edge at or above Nyquist cannot be designed.
+    """
+    if not 0 <= low < high or order < 1:
+        raise SpecError(f"band-pass needs 0 <= low < high and order >= 1, got ({low}, {high}), order {order}",
+                        "bandpass")
     high = min(high, 0.45 * fs)
-    sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    return np.asarray(sps.sosfiltfilt(sos, x, axis=-1), dtype=np.float32)
+    if high <= low:
+        raise SpecError(f"band-pass low edge {low} Hz is above 0.45·fs = {0.45 * fs:g} Hz", "bandpass")
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] < 2:
+        return x
+    sos = _butter_sos(int(order), float(low), float(high), float(fs))
+    padlen = _padlen(x.shape[-1], 3 * (2 * len(sos) + 1))
+    return np.asarray(sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen), dtype=np.float32)
+
+
+@lru_cache(maxsize=16)
+def _notch_ba(freq: float, quality: float, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    return sps.iirnotch(freq, quality, fs=fs)
 
 
 def notch(x: np.ndarray, fs: float, freq: float, quality: float = 30.0) -> np.ndarray:
-    if freq >= fs / 2:
-        return np.asarray(x, dtype=np.float32)
-    b, a = sps.iirnotch(freq, quality, fs=fs)
-    return np.asarray(sps.filtfilt(b, a, x, axis=-1), dtype=np.float32)
+    """Zero-phase IIR notch (``iirnotch`` + ``filtfilt``, as ECGFounder); a no-op at or above Nyquist."""
+    if not freq > 0 or not quality > 0:
+        raise SpecError(f"notch needs freq > 0 and quality > 0, got {freq} Hz, Q={quality}", "notch")
+    x = np.asarray(x, dtype=np.float32)
+    if freq >= fs / 2 or x.shape[-1] < 2:
+        return x
+    b, a = _notch_ba(float(freq), float(quality), float(fs))
+    padlen = _padlen(x.shape[-1], 3 * max(len(a), len(b)))
+    return np.asarray(sps.filtfilt(b, a, x, axis=-1, padlen=padlen), dtype=np.float32)
 
 
 def normalise(x: np.ndarray, kind: Normalisation, eps: float = 1e-8) -> np.ndarray:
-    """Per-lead or whole-array z-score / min-max ([-1, 1] per lead, [0, 1] global)."""
+    """Scale each lead (``*_lead``) or each (leads, samples) array (``*_global``).
+
+    z-score → mean 0, sd 1; ``minmax_lead`` → [-1, 1] (HuBERT-ECG); ``minmax_global`` → [0, 1]
+    (MERL). A constant lead/array maps to 0 instead of dividing by ~0. On a stack of windows
+    ``(n, leads, samples)`` the ``*_global`` kinds scale each window on its own (ST-MEM per crop).
+    """
+    _check_option("kind", kind, NORMALISATIONS, "normalise")
     x = np.asarray(x, dtype=np.float32)
-    if kind == "none":
+    if kind == "none" or x.size == 0:
         return x
-    axis = -1 if kind.endswith("_lead") else None
-    if kind.startswith("zscore"):
-        mu = x.mean(axis=axis, keepdims=True)
-        sd = x.std(axis=axis, keepdims=True)
-        return np.where(sd > 0, (x - mu) / (sd + eps), 0.0).astype(np.float32)
+    axis: int | tuple[int, int] = -1 if kind.endswith("_lead") or x.ndim == 1 else (-2, -1)
     lo = x.min(axis=axis, keepdims=True)
     hi = x.max(axis=axis, keepdims=True)
-    if kind == "minmax_lead":
-        return (2.0 * (x - lo) / (hi - lo + eps) - 1.0).astype(np.float32)
-    if kind == "minmax_global":
-        return ((x - lo) / (hi - lo + eps)).astype(np.float32)
-    raise SpecError(f"unknown normalisation {kind!r}")
+    varying = hi > lo  # exact test: float32 std of a constant need not be exactly 0
+    if kind.startswith("zscore"):
+        mu = x.mean(axis=axis, keepdims=True, dtype=np.float64)
+        sd = x.std(axis=axis, keepdims=True, dtype=np.float64)
+        y = (x - mu) / (sd + eps)
+    elif kind == "minmax_lead":
+        y = 2.0 * (x - lo) / (hi - lo + eps) - 1.0
+    else:
+        y = (x - lo) / (hi - lo + eps)
+    return np.where(varying, y, 0.0).astype(np.float32)
 
 
 def windows(x: np.ndarray, length: int, mode: WindowMode = "first", n_crops: int = 1) -> np.ndarray:
-    """Cut (leads, samples) into (n_windows, leads, length); short records are zero-padded."""
+    """Cut (..., samples) into (n_windows, ..., length).
+
+    ``first``: the first window; ``all``: every non-overlapping window from the start (a tail
+    shorter than ``length`` is dropped); ``crops``: ``n_crops`` windows with evenly spaced starts
+    from the first to the last possible one. A record shorter than ``length`` gives one window,
+    zero-padded at the end.
+    """
+    _check_option("mode", mode, WINDOW_MODES, "windows")
+    if length <= 0 or n_crops < 1:
+        raise SpecError(f"windows needs length > 0 and n_crops >= 1, got {length}, {n_crops}", "windows")
+    x = np.asarray(x, dtype=np.float32)
     n = x.shape[-1]
-    if n < length:
-        pad = np.zeros((*x.shape[:-1], length - n), dtype=np.float32)
-        return np.concatenate([x, pad], axis=-1)[None].astype(np.float32)
+    if n <= length:
+        pad = [(0, 0)] * (x.ndim - 1) + [(0, length - n)]
+        return np.pad(x, pad)[None]
     if mode == "first":
-        starts = [0]
-    elif mode == "all":
-        starts = list(range(0, n - length + 1, length))
-    elif mode == "crops":
-        starts = [int(s) for s in np.linspace(0, n - length, n_crops).round()]
-    else:
-        raise SpecError(f"unknown window mode {mode!r}")
-    return np.stack([x[..., s : s + length] for s in starts]).astype(np.float32)
+        return np.ascontiguousarray(x[None, ..., :length])
+    if mode == "all":
+        k = n // length
+        stacked = x[..., : k * length].reshape(*x.shape[:-1], k, length)
+        return np.ascontiguousarray(np.moveaxis(stacked, -2, 0))
+    starts = np.linspace(0, n - length, n_crops).round().astype(int)
+    return np.stack([x[..., s : s + length] for s in starts])
 
 
 def prepare(x: np.ndarray, fs: float, leads: tuple[str, ...] | list[str], spec: InputSpec) -> np.ndarray:
-    """Generic pipeline: leads → filters (native fs) → resample → normalise → windows."""
+    """Generic pipeline: leads (NaN → 0) → notch, band-pass (native fs) → resample → normalise → windows.
+
+    Normalisation is over the whole record, before windowing (ECG-FM's per-lead z-score).
+    """
     y, _ = select_leads(x, leads, spec.leads, spec.missing_leads)
-    y = np.nan_to_num(y, nan=0.0)
     if spec.notch is not None:
         y = notch(y, fs, spec.notch)
     if spec.bandpass is not None:

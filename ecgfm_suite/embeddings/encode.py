@@ -29,3 +29,23 @@ def embed_array(
         [encoder.encode(windows[i : i + batch_windows]) for i in range(0, len(windows), batch_windows)]
     ) if len(windows) else np.zeros((0, encoder.embed_dim), np.float32)
     return aggregate_windows(emb, offsets, encoder.input_spec.aggregate)
+
+
+def encode_prepared(
+    encoder: Encoder, windows: np.ndarray, offsets: np.ndarray, *, batch_windows: int = 64, desc: str = "encode"
+) -> np.ndarray:
+    """Encode prepared windows (possibly a memmap) in batches with a records/s progress bar → (n_records, D)."""
+    from tqdm.auto import tqdm
+
+    n_records = len(offsets) - 1
+    out = np.zeros((len(windows), encoder.embed_dim), dtype=np.float32)
+    record_of_window = np.repeat(np.arange(n_records), np.diff(offsets))
+    with tqdm(total=n_records, desc=desc, unit="rec", leave=False, disable=None) as bar:
+        done = 0
+        for i in range(0, len(windows), batch_windows):
+            chunk = np.asarray(windows[i : i + batch_windows], dtype=np.float32)
+            out[i : i + len(chunk)] = encoder.encode(chunk)
+            finished = int(record_of_window[i + len(chunk) - 1]) + 1 if len(chunk) else done
+            bar.update(finished - done)
+            done = finished
+    return aggregate_windows(out, np.asarray(offsets), encoder.input_spec.aggregate)

@@ -1,0 +1,14 @@
+"""The benchmark: one test per cell (model × task × scarcity), parametrized by the ecgfm plugin.
+
+Select with ``--ecgfm-models/--ecgfm-tasks/--ecgfm-scarcity/--ecgfm-seeds`` or ``-k <model>``.
+"""
+
+from ecgfm_suite.pytest_plugin import junit_properties
+
+
+def test_cell(ecgfm_cell, ecgfm_model, ecgfm_session, record_property):
+    result = ecgfm_session.run(ecgfm_cell, ecgfm_model)
+    for name, value in junit_properties(result):
+        record_property(name, value)
+    failures = ecgfm_session.check(ecgfm_cell, result)
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,156 @@
+"""Read one indexed record into a :class:`Signal` (mV, float32, canonical lead names).
+
+wfdb does the decoding; this module adds the checks wfdb leaves out: it names the file
+in every error, refuses a header without a sampling rate (wfdb silently assumes 250 Hz),
+and compares the signal file size with the header's sample count *before* decoding
+(wfdb either fails with a bare reshape error or reads short records without a word).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import wfdb
+from wfdb.io._signal import BYTES_PER_SAMPLE, COMPRESSED_FMTS
+
+from ..errors import RecordError
+from .records import Signal, canonical_lead, validate_signal
+
+#: factor from a header's ``units`` field to mV
+_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+
+
+def header_path(record_path: str | Path) -> Path:
+    """``…/rec`` → ``…/rec.hea`` (record paths in the index carry no extension)."""
+    record_path = Path(record_path)
+    return record_path.with_name(record_path.name + ".hea")
+
+
+def read_header(record_path: str | Path) -> wfdb.Record:
+    """``wfdb.rdheader`` with errors naming the ``.hea`` file.
+
+    Raises :class:`RecordError` for a missing or unparsable header, a multi-segment header,
+    and a record line without sampling rate or sample count (wfdb would default fs to 250 Hz).
+    """
+    hea = header_path(record_path)
+    try:
+        text = hea.read_text(encoding="ascii", errors="ignore")
+    except OSError as exc:
+        raise RecordError(f"cannot read header: {exc.strerror or exc}", hea) from None
+    record_line = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    fields = record_line.split()
+    if len(fields) < 3:
+        raise RecordError(f"record line {record_line.strip()!r} has no sampling rate", hea)
+    if len(fields) < 4:
+        raise RecordError(f"record line {record_line.strip()!r} has no sample count", hea)
+    try:
+        header = wfdb.rdheader(str(Path(record_path)))
+    except (ValueError, TypeError, IndexError) as exc:  # wfdb's HeaderSyntaxError is a ValueError
+        raise RecordError(f"unparsable header: {exc}", hea) from None
+    if not isinstance(header, wfdb.Record):
+        raise RecordError("multi-segment records are not supported", hea)
+    if header.fs is None or not np.isfinite(header.fs) or header.fs <= 0:
+        raise RecordError(f"unknown or invalid sampling rate {header.fs!r}", hea)
+    if not header.n_sig or not header.file_name:
+        raise RecordError("header lists no signals", hea)
+    return header
+
+
+def signal_files(header: wfdb.Record, record_dir: Path) -> list[Path]:
+    """The distinct signal files a header names, in first-use order."""
+    return [record_dir / name for name in dict.fromkeys(header.file_name)]
+
+
+def signal_length_problem(header: wfdb.Record, record_dir: Path) -> tuple[Path, str] | None:
+    """Compare each signal file's size with the header's sample count; return ``(file, reason)`` or None.
+
+    Cheap (one ``stat`` per file), so scanners run it on every record. Compressed (FLAC)
+    formats cannot be sized this way and are left to the decoder.
+    """
+    for path in signal_files(header, record_dir):
+        chans = [i for i, name in enumerate(header.file_name) if name == path.name]
+        fmt = header.fmt[chans[0]]
+        if fmt in COMPRESSED_FMTS:
+            continue
+        if fmt not in BYTES_PER_SAMPLE:
+            return path, f"unsupported WFDB signal format {fmt!r}"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return path, "signal file is missing"
+        offset = header.byte_offset[chans[0]] or 0
+        frame = sum((header.samps_per_frame[i] or 1) for i in chans) * BYTES_PER_SAMPLE[fmt]
+        held = (size - offset) / frame
+        if held != header.sig_len:
+            return path, (f"holds {held:g} samples per lead, header says {header.sig_len} "
+                          f"({'truncated' if held < header.sig_len else 'extra bytes'})")
+    return None
+
+
+def check_signal_length(header: wfdb.Record, record_path: str | Path) -> None:
+    """:func:`signal_length_problem` as a :class:`RecordError` naming the signal file."""
+    problem = signal_length_problem(header, Path(record_path).parent)
+    if problem is not None:
+        raise RecordError(problem[1], problem[0])
+
+
+def to_millivolts(p_signal: np.ndarray, units: list[str], path: str | Path) -> np.ndarray:
+    """Scale wfdb's physical ``(samples, leads)`` array to mV per lead, from each lead's ``units``."""
+    factors = []
+    for unit in units:
+        factor = _TO_MV.get((unit or "mV").strip().lower())
+        if factor is None:
+            raise RecordError(f"unknown signal units {unit!r} (expected mV, uV or V)", path)
+        factors.append(factor)
+    return p_signal * np.asarray(factors, dtype=np.float64)
+
+
+def _row_get(row: Mapping[str, Any], key: str) -> Any:
+    value = row.get(key) if hasattr(row, "get") else None
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def read_signal(row: Mapping[str, Any]) -> Signal:
+    """Decode one index row (``path``, ``format``, optional ``leads``/``fs``/``n_samples``) in mV.
+
+    Lead names come from the row (the loader's canonical names, e.g. CinC 2017's ``ECG`` → ``I``)
+    when present, else from the header. A header that disagrees with the row means the file
+    changed since the scan: :class:`RecordError`.
+    """
+    path = Path(row["path"])
+    fmt = row.get("format", "wfdb")
+    if fmt == "challenge_mat":
+        from .datasets.challenge import read_challenge_mat  # lazy: loaders-2's module, scipy.io
+
+        return read_challenge_mat(path)
+    if fmt != "wfdb":
+        raise RecordError(f"unknown record format {fmt!r} (expected 'wfdb' or 'challenge_mat')", path)
+    header = read_header(path)
+    check_signal_length(header, path)
+    hea = header_path(path)
+    for key, got in (("fs", float(header.fs)), ("n_samples", int(header.sig_len))):
+        want = _row_get(row, key)
+        if want is not None and float(want) != float(got):
+            raise RecordError(f"header says {key}={got:g}, index says {want} (file changed since the scan?)", hea)
+    try:
+        record = wfdb.rdrecord(str(path), physical=True)
+    except (ValueError, OSError, IndexError) as exc:
+        raise RecordError(f"cannot decode signal: {exc}", hea) from None
+    data = to_millivolts(record.p_signal, record.units, hea).T.astype(np.float32)
+    names = _row_get(row, "leads")
+    leads = tuple(names.split(",")) if names else tuple(canonical_lead(n) for n in record.sig_name)
+    if len(leads) != data.shape[0]:
+        raise RecordError(f"index lists {len(leads)} leads, header has {data.shape[0]}", hea)
+    return Signal(data=np.ascontiguousarray(data), fs=float(record.fs), leads=leads)
+
+
+def read_and_validate(row: Mapping[str, Any]) -> Signal:
+    """:func:`read_signal`, then :func:`validate_signal`; an unusable record raises :class:`RecordError`."""
+    sig = read_signal(row)
+    reason = validate_signal(sig)
+    if reason is not None:
+        raise RecordError(reason, header_path(row["path"]) if row.get("format", "wfdb") == "wfdb" else row["path"])
+    return sig

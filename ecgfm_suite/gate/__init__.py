@@ -1,0 +1,1 @@
+"""Gating: absolute floors per cell (thresholds.yml); baselines and regressions build on this."""

@@ -1,0 +1,224 @@
+"""pytest plugin (``pytest11`` entry point): options, cell parametrization, fixtures, summary.
+
+No logic lives here: the library's ``Runner`` plans and runs cells. Collection imports no torch;
+a cell whose data or weights are absent is still collected and skipped at setup with the path.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import EcgfmError, SpecError
+from .settings import OPTIONS, Settings, resolve
+
+CELL_FIXTURE = "ecgfm_cell"
+
+
+class BenchSession:
+    """Per-pytest-session state, kept in ``config.stash``."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, run_id: str) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_id = run_id
+        self._runner: Any = None
+        self._run_dir: Any = None
+        self._floors: Any = None
+        self.ran_cells = False
+
+    @property
+    def runner(self) -> Any:
+        if self._runner is None:
+            from .runner import Runner
+
+            self._runner = Runner(self.settings)
+        return self._runner
+
+    @property
+    def run_dir(self) -> Any:
+        if self._run_dir is None:
+            from .results import RunDir
+
+            self._run_dir = RunDir.create(self.reports_dir, self.run_id)
+        return self._run_dir
+
+    @property
+    def reports_dir(self) -> Path:
+        path = self.settings.reports_dir
+        return path if path.is_absolute() else Path(self.config.rootpath) / path
+
+    @property
+    def floors(self) -> Any:
+        if self._floors is None:
+            from .gate.floors import Floors
+
+            self._floors = Floors.load(Path(self.config.rootpath) / "benchmarks" / "thresholds.yml")
+        return self._floors
+
+    def run(self, cell: Any, encoder: Any) -> Any:
+        from .runner import CellSkip, run_cell
+
+        try:
+            result = run_cell(self.runner, cell, encoder)
+        except CellSkip as exc:
+            pytest.skip(str(exc))
+        self.run_dir.append(result)
+        self.ran_cells = True
+        return result
+
+    def check(self, cell: Any, result: Any) -> list[str]:
+        from .gate.floors import check_cell
+
+        return check_cell(result, self.floors.floor_for(cell))
+
+
+KEY = pytest.StashKey[BenchSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ecgfm", "ecgfm-suite: benchmark ECG foundation models")
+    for opt in OPTIONS:
+        help_text = f"{opt.help} [env {opt.env}; default: {opt.default if opt.default is not None else 'auto'}]"
+        if opt.flag:
+            group.addoption(opt.cli, action="store_true", default=None, dest=f"ecgfm_{opt.dest}", help=help_text)
+        else:
+            group.addoption(opt.cli, action="append" if opt.multiple else "store", default=None,
+                            dest=f"ecgfm_{opt.dest}", metavar=opt.dest.upper(), help=help_text)
+        parser.addini(opt.ini, help=opt.help, default=None)
+
+
+def _settings(config: pytest.Config) -> Settings:
+    cli = {opt.dest: config.getoption(f"ecgfm_{opt.dest}") for opt in OPTIONS}
+    ini = {opt.dest: config.getini(opt.ini) for opt in OPTIONS}
+    return resolve(cli, ini)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from .results.run import new_run_id
+
+    try:
+        settings = _settings(config)
+        _validate_names(settings)
+    except EcgfmError as exc:
+        raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput["ecgfm_run_id"] if workerinput else (settings.run_id or new_run_id())
+    config.stash[KEY] = BenchSession(config, settings, run_id)
+    config.addinivalue_line("markers", "ecgfm_cell: a benchmark cell (model × task × scarcity)")
+
+
+def _validate_names(settings: Settings) -> None:
+    """Unknown model/task/scarcity names are usage errors before anything runs."""
+    from .data.scarcity import parse_level
+    from .data.tasks import TASKS
+
+    for level in settings.scarcity or ():
+        parse_level(level)
+    for task in settings.tasks or ():
+        TASKS.get(task)
+    if settings.models:
+        from .runner import model_plans
+
+        plans = model_plans(settings)
+        for model in settings.models:
+            if model not in plans:
+                raise SpecError(f"--ecgfm-models: unknown model {model!r} (known: {', '.join(sorted(plans))})")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller → workers: share one run id so all cells land in one run directory."""
+    node.workerinput["ecgfm_run_id"] = node.config.stash[KEY].run_id
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CELL_FIXTURE not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash[KEY]
+    try:
+        cells = session.runner.plan()
+    except EcgfmError as exc:
+        raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
+    metafunc.parametrize(
+        ["ecgfm_model", CELL_FIXTURE],
+        [(c.model, c) for c in cells],
+        ids=[c.id for c in cells],
+        indirect=["ecgfm_model"],
+        scope="session",
+    )
+
+
+@pytest.fixture(scope="session")
+def ecgfm_session(request: pytest.FixtureRequest) -> BenchSession:
+    return request.config.stash[KEY]
+
+
+@pytest.fixture(scope="session")
+def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: BenchSession) -> Any:
+    """One encoder at a time: cells are grouped per model; teardown frees it before the next."""
+    from .runner import CellSkip
+
+    model_id = request.param
+    try:
+        encoder = ecgfm_session.runner.load_encoder(model_id)
+    except CellSkip as exc:
+        pytest.skip(str(exc))
+    yield encoder
+    ecgfm_session.runner.release_model(model_id)
+    del encoder
+    gc.collect()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or KEY not in config.stash:
+        return
+    bench = config.stash[KEY]
+    results_path = bench.reports_dir / bench.run_id / "results.jsonl"
+    if not results_path.exists():
+        return
+    from .results import RunDir, environment, git_commit
+
+    run = RunDir.open(results_path.parent)
+    results = run.results()
+    run.write_csv(results)
+    s = bench.settings
+    run.write_meta({
+        "run_id": bench.run_id, "cells": len(results), "exitstatus": int(exitstatus),
+        "seeds": list(s.seeds), "probes": list(s.probes), "n_boot": s.n_boot,
+        "models": {r.model: r.checkpoint_sha256 for r in results},
+        "dataset_versions": {k: v for r in results for k, v in r.dataset_versions.items()},
+        "environment": environment(), "git_commit": git_commit(),
+    })
+    run.link_latest()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or KEY not in config.stash:
+        return
+    bench = config.stash[KEY]
+    results_path = bench.reports_dir / bench.run_id / "results.jsonl"
+    if not results_path.exists():
+        return
+    from .results import RunDir
+    from .results.leaderboard import leaderboard_text
+
+    results = RunDir.open(results_path.parent).results()
+    terminalreporter.section("ecgfm-suite leaderboard")
+    for line in leaderboard_text(results).splitlines():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"results: {results_path}")
+    terminalreporter.write_line(f"run dir: {results_path.parent} (also {bench.reports_dir / 'latest'})")
+
+
+def junit_properties(result: Any) -> list[tuple[str, str]]:
+    """Cell metrics as JUnit XML properties, so CI systems show them."""
+    props = [("ecgfm_cell", result.cell_id), ("ecgfm_main_metric", result.main_metric)]
+    for name, m in result.metrics.items():
+        props.append((f"ecgfm_{name}", json.dumps({"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high})))
+    return props

@@ -1,0 +1,116 @@
+"""The run directory: ``reports/<run-id>/results.jsonl`` (+ csv, run.json), ``reports/latest`` link."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .. import __version__
+from .._io import write_atomic
+from .cell import CellResult
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    """Versions that change numbers: python, platform, numpy, sklearn, torch (if already imported)."""
+    import numpy
+    import sklearn
+
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "suite": __version__,
+        "numpy": numpy.__version__, "sklearn": sklearn.__version__, "cpu_count": os.cpu_count(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["cuda"] = bool(torch.cuda.is_available())
+    return env
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+
+
+class RunDir:
+    """Append-only results of one run; safe for several xdist workers (file lock per append)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.results_path = self.path / "results.jsonl"
+
+    @classmethod
+    def create(cls, reports_dir: Path, run_id: str | None = None) -> RunDir:
+        run = cls(Path(reports_dir) / (run_id or new_run_id()))
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        path = Path(path)
+        if path.is_file():  # a results.jsonl given directly
+            path = path.parent
+        return cls(path)
+
+    def append(self, result: CellResult) -> None:
+        line = json.dumps(result.to_dict(), sort_keys=True, default=str) + "\n"
+        with FileLock(str(self.results_path) + ".lock"):
+            with open(self.results_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def results(self) -> list[CellResult]:
+        """Latest result per cell id (a rerun of a cell supersedes the earlier line)."""
+        if not self.results_path.exists():
+            return []
+        latest: dict[str, CellResult] = {}
+        with open(self.results_path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    result = CellResult.from_dict(json.loads(line))
+                    latest[result.cell_id] = result
+        return list(latest.values())
+
+    def write_csv(self, results: Iterable[CellResult]) -> Path:
+        import pandas as pd
+
+        rows = []
+        for r in results:
+            row = {"cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity, "probe": r.probe,
+                   "random_init": r.random_init, "n_train": r.n_train, "n_val": r.n_val, "n_test": r.n_test,
+                   "main_metric": r.main_metric}
+            for name, m in r.metrics.items():
+                row.update({name: m.value, f"{name}_ci_low": m.ci_low, f"{name}_ci_high": m.ci_high,
+                            f"{name}_seed_std": m.seed_std})
+            rows.append(row)
+        target = self.path / "results.csv"
+        write_atomic(target, pd.DataFrame(rows).to_csv(index=False))
+        return target
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """``run.json`` is written last: its presence marks a finished run."""
+        write_atomic(self.path / "run.json", json.dumps(meta, sort_keys=True, indent=1, default=str))
+
+    def link_latest(self) -> None:
+        latest = self.path.parent / "latest"
+        tmp = self.path.parent / f".latest.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(self.path.name, tmp)
+        os.replace(tmp, latest)

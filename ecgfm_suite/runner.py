@@ -1,0 +1,311 @@
+"""Runs benchmark cells: the orchestration behind the pytest plugin and the CLI.
+
+data → models → embeddings → probes/metrics → results. Everything here works without pytest;
+a cell that cannot run raises ``CellSkip`` with a reason that names the missing path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EcgfmError, SpecError
+from .plan import CellSpec
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: bumps when the encode path changes vectors for the same model and input
+ENCODE_VERSION = 1
+
+
+class CellSkip(EcgfmError):
+    """The cell cannot run here (data or weights absent, too few labels); the reason names what is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """A model of the matrix with its resolved checkpoint (None: absent)."""
+
+    spec: Any  # ModelSpec
+    checkpoint: Path | None
+    expected: Path | None
+
+    @property
+    def available(self) -> bool:
+        return self.checkpoint is not None or self.spec.control
+
+
+def model_plans(settings: Settings) -> dict[str, ModelPlan]:
+    """Registered models + user YAML specs, with ``NAME=PATH`` checkpoint overrides applied."""
+    from .models.catalog import MODELS
+
+    specs = dict(MODELS.items())
+    if settings.model_files:
+        from .models.user_spec import load_model_file
+
+        for path in settings.model_files:
+            spec = load_model_file(path)
+            specs[spec.id] = spec
+    overrides = dict(settings.checkpoints)
+    for name in overrides:
+        if name not in specs:
+            raise SpecError(f"--ecgfm-checkpoint names unknown model {name!r} (known: {', '.join(sorted(specs))})")
+    plans = {}
+    for model_id, spec in specs.items():
+        expected = overrides.get(model_id) or spec.checkpoint_path(settings.weights_dir)
+        if model_id in overrides:
+            checkpoint = expected if expected.exists() else None
+        else:
+            checkpoint = spec.resolve_checkpoint(settings.weights_dir)
+        plans[model_id] = ModelPlan(spec, checkpoint, expected)
+    return plans
+
+
+class Runner:
+    """One benchmark session: caches dataset indexes, task data and the loaded encoder."""
+
+    def __init__(self, settings: Settings) -> None:
+        from .embeddings.cache import EmbeddingCache
+
+        self.settings = settings
+        self.cache = EmbeddingCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
+        self._found: dict[str, list[Path]] | None = None
+        self._indexes: dict[str, Any] = {}
+        self._tasks: dict[str, Any] = {}
+        self._task_skips: dict[str, str] = {}
+        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray]] = {}
+        self.models = model_plans(settings)
+
+    # -- data ---------------------------------------------------------------------------------
+    def found_datasets(self) -> dict[str, list[Path]]:
+        if self._found is None:
+            from .data.discovery import discover
+
+            data_dir = self.settings.data_dir
+            self._found = discover(data_dir) if data_dir.is_dir() else {}
+        return self._found
+
+    def index(self, dataset_id: str) -> Any:
+        if dataset_id not in self._indexes:
+            from .data.discovery import load_index
+
+            self._indexes[dataset_id] = load_index(dataset_id, self.settings.data_dir, strict=self.settings.strict)
+        return self._indexes[dataset_id]
+
+    def task_data(self, task_id: str) -> Any:
+        """TaskData for a task, or CellSkip naming what is missing."""
+        from .data.tasks import TASKS, TaskSkip, build_task
+
+        if task_id in self._task_skips:
+            raise CellSkip(self._task_skips[task_id])
+        if task_id not in self._tasks:
+            task = TASKS.get(task_id)
+            present = [d for d in task.datasets if d in self.found_datasets()]
+            if not present:
+                reason = (f"no data for task {task_id}: none of {', '.join(task.datasets)} found below "
+                          f"{self.settings.data_dir} (set --ecgfm-data-dir / ECGFM_DATA_DIR)")
+                self._task_skips[task_id] = reason
+                raise CellSkip(reason)
+            try:
+                self._tasks[task_id] = build_task(task, {d: self.index(d) for d in present})
+            except TaskSkip as exc:
+                self._task_skips[task_id] = str(exc)
+                raise CellSkip(str(exc)) from None
+        return self._tasks[task_id]
+
+    # -- planning ---------------------------------------------------------------------------------
+    def plan(self) -> list[CellSpec]:
+        """The selected matrix, ordered by model so one model is loaded at a time."""
+        from .data.scarcity import default_levels, parse_level
+        from .data.tasks import TASKS
+
+        s = self.settings
+        if s.models is not None:
+            for m in s.models:
+                if m not in self.models:
+                    raise SpecError(f"--ecgfm-models: unknown model {m!r} (known: {', '.join(sorted(self.models))})")
+            model_ids = list(s.models)
+        else:
+            model_ids = sorted(m for m, p in self.models.items() if p.available and (p.spec.default or p.spec.control))
+        if s.tasks is not None:
+            for t in s.tasks:
+                TASKS.get(t)  # raises SpecError with suggestions
+            task_ids = list(s.tasks)
+        else:
+            found = self.found_datasets()
+            task_ids = [t for t, spec in TASKS.items() if any(d in found for d in spec.datasets)]
+        for level in s.scarcity or ():
+            parse_level(level)
+        cells = []
+        for model_id in model_ids:
+            for task_id in task_ids:
+                if s.scarcity is not None:
+                    levels = list(s.scarcity)
+                else:
+                    try:
+                        levels = list(default_levels(self.task_data(task_id)))
+                    except CellSkip:
+                        levels = ["frac10", "frac100"]  # still collected; skipped at run time with the reason
+                cells.extend(CellSpec(model=model_id, task=task_id, scarcity=lv) for lv in levels)
+        return cells
+
+    # -- models -------------------------------------------------------------------------------------
+    def load_encoder(self, model_id: str) -> Any:
+        from .registry import resolve
+
+        plan = self.models[model_id]
+        if plan.checkpoint is None and not plan.spec.control and not self.settings.allow_random_init:
+            raise CellSkip(
+                f"no checkpoint for {model_id}: expected {plan.expected} "
+                "(set --ecgfm-weights-dir / ECGFM_WEIGHTS_DIR, --ecgfm-checkpoint NAME=PATH, "
+                "or --ecgfm-allow-random-init for a random-init run)"
+            )
+        loader: Callable[..., Any] = resolve(plan.spec.loader)
+        return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device())
+
+    # -- embeddings ----------------------------------------------------------------------------------
+    def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict]:
+        """Embeddings of every usable record of a dataset, cached on disk; returns (row of key, X, manifest)."""
+        from ._io import sha256_json
+        from .embeddings.encode import encode_prepared
+        from .data.prepared import prepare_records
+
+        index = self.index(dataset_id)
+        records = index.records
+        description = {
+            "model": encoder.spec.id, "checkpoint_sha256": encoder.checkpoint_sha256,
+            "family": encoder.spec.family, "config": dict(encoder.spec.config),
+            "encode_version": ENCODE_VERSION, "input_spec": encoder.input_spec.to_dict(),
+            "dataset": dataset_id, "dataset_version": index.version,
+            "records": sha256_json(list(zip(records["key"], records["content_hash"]))), "dtype": "float32",
+        }
+
+        def compute() -> tuple[tuple[str, ...], np.ndarray, dict[str, Any]]:
+            t0 = time.perf_counter()
+            prepared = prepare_records(
+                records, encoder.prepare,
+                spec_key={"model_family": encoder.spec.family, "input_spec": encoder.input_spec.to_dict()},
+                cache_dir=self.settings.cache_dir if self.settings.cache != "off" else None,
+                strict=self.settings.strict,
+            )
+            t1 = time.perf_counter()
+            X = encode_prepared(encoder, prepared.windows, prepared.offsets, desc=f"{encoder.spec.id}/{dataset_id}")
+            t2 = time.perf_counter()
+            extra = {"excluded": [e.to_dict() for e in prepared.excluded],
+                     "timings": {"prepare_s": t1 - t0, "encode_s": t2 - t1, "records": len(prepared.keys)}}
+            return tuple(prepared.keys), X, extra
+
+        cached = self.cache.get_or_compute(description, compute)
+        rows = {k: i for i, k in enumerate(cached.keys)}
+        return rows, np.asarray(cached.X), cached.manifest
+
+    def task_embeddings(self, encoder: Any, td: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """X aligned with the task's records and a mask of records that have an embedding."""
+        X = np.zeros((len(td.keys), encoder.embed_dim), dtype=np.float32)
+        have = np.zeros(len(td.keys), dtype=bool)
+        info: dict[str, Any] = {"cache_hits": 0, "encode_s": 0.0, "excluded": 0}
+        datasets = np.asarray(td.dataset)
+        for dataset_id in sorted(set(datasets.tolist())):
+            memo_key = (encoder.spec.id, dataset_id)
+            if memo_key not in self._embeddings:
+                rows, Xd, manifest = self.dataset_embeddings(encoder, dataset_id)
+                self._embeddings[memo_key] = (rows, Xd)
+                info["encode_s"] += manifest.get("timings", {}).get("encode_s", 0.0)
+                info["excluded"] += len(manifest.get("excluded", []))
+            rows, Xd = self._embeddings[memo_key]
+            for i in np.flatnonzero(datasets == dataset_id):
+                r = rows.get(td.keys[i])
+                if r is not None:
+                    X[i] = Xd[r]
+                    have[i] = True
+        return X, have, info
+
+    def release_model(self, model_id: str) -> None:
+        for key in [k for k in self._embeddings if k[0] == model_id]:
+            del self._embeddings[key]
+
+
+def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed-level metric dicts → MetricSummary per metric.
+
+    ``value`` is the mean over seeds; the CI and SE are the per-seed stratified-bootstrap CIs (test-set
+    sampling uncertainty) averaged over seeds; ``seed_std`` reports the training-subset variability.
+    """
+    from .results import MetricSummary
+
+    out = {}
+    for name in per_seed[0]:
+        values = np.array([m[name].value for m in per_seed], dtype=float)
+        out[name] = MetricSummary(
+            value=float(values.mean()),
+            ci_low=float(np.mean([m[name].ci_low for m in per_seed])),
+            ci_high=float(np.mean([m[name].ci_high for m in per_seed])),
+            se=float(np.mean([m[name].se for m in per_seed])),
+            seed_mean=float(values.mean()),
+            seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            per_seed=tuple(float(v) for v in values),
+        )
+    return out
+
+
+def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
+    """Fit the cell's probes over seeds on frozen embeddings and return its CellResult."""
+    from .data.scarcity import subset
+    from .metrics import evaluate
+    from .probes import fit_probe
+    from .results import CellResult, environment, git_commit
+
+    s = runner.settings
+    t0 = time.perf_counter()
+    td = runner.task_data(cell.task)
+    X, have, info = runner.task_embeddings(encoder, td)
+    t_embed = time.perf_counter() - t0
+    split = np.asarray(td.split)
+    idx = {name: np.flatnonzero((split == name) & have) for name in ("train", "val", "test")}
+    if min(len(v) for v in idx.values()) == 0:
+        raise CellSkip(f"task {cell.task} has an empty split after exclusions: "
+                       + ", ".join(f"{k}={len(v)}" for k, v in idx.items()))
+    y = np.asarray(td.y)
+    task_type = td.task.type
+    n_classes = len(td.classes) if task_type != "regression" else None
+    per_probe: dict[str, list[dict[str, Any]]] = {p: [] for p in s.probes}
+    params: list[dict[str, Any]] = []
+    n_train_used = []
+    t1 = time.perf_counter()
+    for seed in s.seeds:
+        groups = np.asarray(td.groups)[idx["train"]] if td.groups is not None else None
+        sub = idx["train"][subset(y[idx["train"]], cell.scarcity, seed, task_type, groups=groups)]
+        n_train_used.append(len(sub))
+        for kind in s.probes:
+            probe = fit_probe(kind, task_type, X[sub], y[sub], X[idx["val"]], y[idx["val"]], seed=seed,
+                              n_classes=n_classes)
+            metrics = evaluate(task_type, y[idx["test"]], probe.predict_scores(X[idx["test"]]),
+                               y_val=y[idx["val"]], scores_val=probe.predict_scores(X[idx["val"]]),
+                               n_boot=s.n_boot, seed=seed)
+            per_probe[kind].append(metrics)
+            if kind == s.probes[0]:
+                params.append({"seed": seed, **probe.params})
+    t_probe = time.perf_counter() - t1
+    headline, *others = s.probes
+    plan = runner.models[cell.model]
+    overlap = tuple(sorted(set(plan.spec.pretrained_on) & set(np.unique(td.dataset).tolist())))
+    return CellResult(
+        cell_id=cell.id, model=cell.model, checkpoint_sha256=encoder.checkpoint_sha256,
+        random_init=encoder.checkpoint_sha256 is None and not plan.spec.control,
+        task=cell.task, task_type=task_type, dataset_versions=dict(td.dataset_versions),
+        preprocessing=encoder.input_spec.to_dict(), scarcity=cell.scarcity, seeds=tuple(s.seeds),
+        probe=headline, probe_params=tuple(params), n_train=int(np.median(n_train_used)),
+        n_val=len(idx["val"]), n_test=len(idx["test"]), classes=tuple(td.classes),
+        main_metric=td.task.main_metric, metrics=summarise_seeds(per_probe[headline]),
+        other_probes={k: summarise_seeds(per_probe[k]) for k in others},
+        timings={"embed_s": t_embed, "probe_s": t_probe, "encode_s": info["encode_s"]},
+        exclusions={"records_without_embedding": int((~have).sum()), "dataset_exclusions": info["excluded"]},
+        pretraining_overlap=overlap, environment=environment(), git_commit=git_commit(),
+    )

@@ -1,0 +1,189 @@
+"""Every user-facing option, declared once: CLI flag, ini key, environment variable, default, parser.
+
+Precedence is CLI > environment > ini > default. The pytest plugin and the CLI both build their
+flags from ``OPTIONS``, so the README table, ``--help`` and behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _seeds(value: str) -> tuple[int, ...]:
+    """``"3"`` → seeds 0,1,2; ``"0,7,9"`` → those seeds."""
+    try:
+        if "," in value:
+            return tuple(int(v) for v in _csv(value))
+        n = int(value)
+    except ValueError:
+        raise SpecError(f"--ecgfm-seeds expects a count or a comma list of integers, got {value!r}") from None
+    if n < 1:
+        raise SpecError(f"--ecgfm-seeds must be >= 1, got {n}")
+    return tuple(range(n))
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise SpecError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SpecError(f"expected a boolean, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise SpecError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise SpecError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _checkpoints(value: str) -> tuple[tuple[str, Path], ...]:
+    pairs = []
+    for item in _csv(value):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SpecError(f"--ecgfm-checkpoint expects NAME=PATH, got {item!r}")
+        pairs.append((name.strip(), Path(path).expanduser()))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # flag without the --ecgfm- prefix
+    dest: str
+    env: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    flag: bool = False  # store_true style
+    multiple: bool = False  # may be repeated; values are comma-joined
+
+    @property
+    def cli(self) -> str:
+        return f"--ecgfm-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return f"ecgfm_{self.dest}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data-dir", "data_dir", "ECGFM_DATA_DIR", "~/.cache/ecgfm-suite/data", _path,
+           "root below which datasets are found by content (any layout)"),
+    Option("weights-dir", "weights_dir", "ECGFM_WEIGHTS_DIR", "~/.cache/ecgfm-suite/weights", _path,
+           "root of model checkpoints, one entry per model as named in `ecgfm-suite models`"),
+    Option("cache-dir", "cache_dir", "ECGFM_CACHE_DIR", "~/.cache/ecgfm-suite/cache", _path,
+           "embedding and preprocessing cache (safe to share between runs and xdist workers)"),
+    Option("reports-dir", "reports_dir", "ECGFM_REPORTS_DIR", "reports", _path,
+           "where run directories reports/<run-id>/ are written; reports/latest links the newest"),
+    Option("models", "models", "ECGFM_MODELS", None, _csv,
+           "comma list of model ids (default: every model whose weights are present, plus the controls)"),
+    Option("tasks", "tasks", "ECGFM_TASKS", None, _csv,
+           "comma list of task ids (default: every task whose data is present)"),
+    Option("scarcity", "scarcity", "ECGFM_SCARCITY", None, _csv,
+           "comma list of scarcity levels (frac1..frac100, shot1..shot20); default frac10,frac100 (+shot10 for small tasks)"),
+    Option("seeds", "seeds", "ECGFM_SEEDS", "3", _seeds,
+           "number of seeds (N → 0..N-1) or a comma list; seeds vary the training subset and the probe"),
+    Option("probes", "probes", "ECGFM_PROBES", "linear", _csv,
+           "probes fitted per cell (linear, knn, mlp); the first one is the cell's headline"),
+    Option("n-boot", "n_boot", "ECGFM_N_BOOT", "1000", _positive_int, "bootstrap resamples for CIs"),
+    Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
+           "torch device: auto picks CUDA when present, else CPU"),
+    Option("cache", "cache", "ECGFM_CACHE", "use", _choice("use", "refresh", "off"),
+           "embedding cache mode: use, refresh (recompute and overwrite) or off"),
+    Option("allow-random-init", "allow_random_init", "ECGFM_ALLOW_RANDOM_INIT", "false", _bool,
+           "run models whose checkpoint is absent with random weights (reported as random-init)", flag=True),
+    Option("strict", "strict", "ECGFM_STRICT", "false", _bool,
+           "stop on the first bad record instead of excluding it", flag=True),
+    Option("checkpoint", "checkpoints", "ECGFM_CHECKPOINT", None, _checkpoints,
+           "NAME=PATH: use this checkpoint for a registered model (repeatable)", multiple=True),
+    Option("model-file", "model_files", "ECGFM_MODEL_FILE", None, lambda v: tuple(_path(p) for p in _csv(v)),
+           "ModelSpec YAML file of a bring-your-own model (repeatable)", multiple=True),
+    Option("run-id", "run_id", "ECGFM_RUN_ID", None, str, "name of the run directory (default: timestamp)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    weights_dir: Path
+    cache_dir: Path
+    reports_dir: Path
+    models: tuple[str, ...] | None
+    tasks: tuple[str, ...] | None
+    scarcity: tuple[str, ...] | None
+    seeds: tuple[int, ...]
+    probes: tuple[str, ...]
+    n_boot: int
+    device: str
+    cache: str
+    allow_random_init: bool
+    strict: bool
+    checkpoints: tuple[tuple[str, Path], ...] = ()
+    model_files: tuple[Path, ...] = ()
+    run_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None = None,
+            env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings; ``cli`` values are raw strings (or bools for flags), None meaning 'not given'."""
+    cli = cli or {}
+    ini = ini or {}
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw: Any = None
+        source = "default"
+        for candidate, where in ((cli.get(opt.dest), opt.cli), (env.get(opt.env), opt.env), (ini.get(opt.dest), opt.ini)):
+            if candidate not in (None, "", [], False):
+                raw, source = candidate, where
+                break
+        if raw is None:
+            raw = opt.default
+        if raw is None:
+            values[opt.dest] = () if opt.multiple else None
+            continue
+        if isinstance(raw, (list, tuple)):
+            raw = ",".join(str(r) for r in raw)
+        if isinstance(raw, bool):
+            raw = str(raw)
+        try:
+            values[opt.dest] = opt.parse(str(raw))
+        except SpecError as exc:
+            raise SpecError(exc.reason, source) from None
+    return Settings(**values)
