@@ -114,13 +114,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _validate_names(settings: Settings) -> None:
     """Unknown model/task/scarcity names are usage errors before anything runs."""
-    from .data.scarcity import parse_level
-    from .data.tasks import TASKS
+    if settings.scarcity:
+        from .data.scarcity import parse_level
 
-    for level in settings.scarcity or ():
-        parse_level(level)
-    for task in settings.tasks or ():
-        TASKS.get(task)
+        for level in settings.scarcity:
+            parse_level(level)
+    if settings.tasks:
+        from .data.tasks import TASKS
+
+        for task in settings.tasks:
+            TASKS.get(task)
     if settings.models:
         from .runner import model_plans
 

@@ -54,7 +54,11 @@ _SPECS = [
             id=f"ecgfounder_{variant}", family="ecgfounder", loader=f"{_M}.ecgfounder:load", embed_dim=1024,
             input_spec=InputSpec(fs=500, leads=leads, window=5000, notch=50.0, bandpass=(0.67, 40.0),
                                  normalisation="zscore_global", pipeline="ecgfounder"),
-            weights=f"ecgfounder/{fname}", config={"in_channels": len(leads)}, released_params=params,
+            weights=f"ecgfounder/{fname}", released_params=params,
+            config={"in_channels": len(leads), "base_filters": 64, "ratio": 1,
+                    "filter_list": (64, 160, 160, 400, 400, 1024, 1024), "m_blocks_list": (2, 2, 2, 3, 3, 4, 4),
+                    "kernel_size": 16, "stride": 2, "groups_width": 16, "use_bn": False, "use_do": False,
+                    "n_classes": 150},
             licence_code="MIT", licence_weights="not stated", pretrained_on=("heedb",),
             pooling="global average over time of the last stage",
         )
