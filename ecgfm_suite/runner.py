@@ -274,7 +274,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
                        + ", ".join(f"{k}={len(v)}" for k, v in idx.items()))
     y = np.asarray(td.y)
     task_type = td.task.type
-    n_classes = len(td.classes) if task_type != "regression" else None
+    n_classes = len(td.classes) if task_type in ("multiclass", "multilabel") else None
     per_probe: dict[str, list[dict[str, Any]]] = {p: [] for p in s.probes}
     params: list[dict[str, Any]] = []
     n_train_used = []

@@ -117,6 +117,16 @@ def _rate_ratio(fs_in: float, fs_out: float) -> Fraction:
     return exact.limit_denominator(MAX_POLY_FACTOR)
 
 
+@lru_cache(maxsize=64)
+def _poly_filter(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing FIR ``resample_poly`` designs by default (Kaiser β=5, 20·max(up, down) + 1 taps),
+    designed once per rate pair instead of once per record."""
+    max_rate = max(up, down)
+    taps = sps.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    taps.flags.writeable = False  # shared between calls; scipy copies it before scaling
+    return taps
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float, method: Resampler = "poly") -> np.ndarray:
     """Resample along the last axis to exactly ``round(n · fs_out / fs_in)`` samples, float32.
 
@@ -136,7 +146,8 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, method: Resampler = "po
         return np.zeros((*x.shape[:-1], n_out), dtype=np.float32)
     if method == "poly":
         ratio = _rate_ratio(fs_in, fs_out)
-        y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+        up, down = ratio.numerator, ratio.denominator
+        y = sps.resample_poly(x, up, down, axis=-1, window=_poly_filter(up, down))
         if y.shape[-1] < n_out:  # only when the ratio was approximated: hold the last sample
             y = np.concatenate([y, np.repeat(y[..., -1:], n_out - y.shape[-1], axis=-1)], axis=-1)
         y = y[..., :n_out]

@@ -87,14 +87,12 @@ def check_cell(result: Any, floor: float | None) -> list[str]:
         if not m.is_finite():
             failures.append(f"{name} is not finite: {m.value} [{m.ci_low}, {m.ci_high}]")
             continue
-        lo, hi = info.range
-        if not (lo - 1e-9 <= m.value <= hi + 1e-9):
-            failures.append(f"{name} = {m.value:.4f} outside its range [{lo}, {hi}]")
+        if not info.in_range(m.value):
+            failures.append(f"{name} = {m.value:.4f} outside its range [{info.low}, {info.high}]")
     if floor is not None:
         main = result.main
         info = METRICS.get(result.main_metric)
-        worse = main.value < floor if info.higher_is_better else main.value > floor
-        if worse:
+        if info.better(floor, main.value):
             relation = "below the floor" if info.higher_is_better else "above the ceiling"
             failures.append(
                 f"{result.main_metric} = {main.value:.4f} (95% CI {main.ci_low:.4f}–{main.ci_high:.4f}) is "

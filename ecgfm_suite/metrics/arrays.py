@@ -41,7 +41,7 @@ def check_scores(task_type: str, scores: object, n_records: int, *, name: str = 
                  n_classes: int | None = None) -> np.ndarray:
     """Scores as probes emit them: (N,) for binary/regression, (N, C) for multiclass/multilabel."""
     arr = np.asarray(scores, dtype=np.float64)
-    want = (n_records,) if task_type in ("binary", "regression") else (n_records, n_classes or arr.shape[-1])
+    want = (n_records,) if task_type in ("binary", "regression") else (n_records, n_classes or (arr.shape[-1] if arr.ndim else 0))
     if arr.shape != want or (arr.ndim == 2 and arr.shape[1] < 1):
         raise DataError(f"{task_type} scores must have shape {want}, got {arr.shape}", name)
     if not np.all(np.isfinite(arr)):

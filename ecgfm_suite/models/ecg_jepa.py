@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import signal as sps
 
 from .._io import sha256_path
-from ..data.preprocess import resample, select_leads, windows
+from ..data.preprocess import select_leads, windows
 from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
@@ -59,8 +60,8 @@ def cropa_mask(n_leads: int, n_patches: int) -> Any:
     """Boolean (c·p, c·p) mask, True where attention is allowed: same lead or same patch index."""
     import torch
 
-    lead = torch.arange(n_leads * n_patches) // n_patches
-    patch = torch.arange(n_leads * n_patches) % n_patches
+    index = torch.arange(n_leads * n_patches, device="cpu")  # fixed structure, even under a meta-device build
+    lead, patch = index // n_patches, index % n_patches
     return (lead[:, None] == lead[None, :]) | (patch[:, None] == patch[None, :])
 
 
@@ -95,10 +96,11 @@ def _jepa_classes() -> dict[str, type]:
     class Block(nn.Module):
         def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool):
             super().__init__()
+            # registration order as official (norm1, norm2, mlp, attn): same state-dict order and init order
             self.norm1 = nn.LayerNorm(dim)
-            self.attn = Attention(dim, num_heads, qkv_bias)
             self.norm2 = nn.LayerNorm(dim)
             self.mlp = Mlp(dim, int(dim * mlp_ratio))
+            self.attn = Attention(dim, num_heads, qkv_bias)
 
         def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
             x = x + self.attn(self.norm1(x), allowed)
@@ -117,14 +119,15 @@ def _jepa_classes() -> dict[str, type]:
             super().__init__()
             self.c, self.p, self.t = c, p, t
             self.embed_dim = encoder_embed_dim
-            self.W_P = nn.Linear(t, encoder_embed_dim)
-            # stored in the checkpoint although frozen (requires_grad=False), exactly as official
-            self.pos_embed = nn.Parameter(torch.from_numpy(sincos_2d(encoder_embed_dim, c, p)).float(),
-                                          requires_grad=False)
+            # registration order as official (blocks, norm, W_P, pos_embed)
             self.encoder_blocks = EncoderBlocks(
                 [Block(encoder_embed_dim, encoder_num_heads, mlp_ratio, qkv_bias) for _ in range(encoder_depth)]
             )
             self.norm = nn.LayerNorm(encoder_embed_dim)
+            self.W_P = nn.Linear(t, encoder_embed_dim)
+            # stored in the checkpoint although frozen (requires_grad=False), exactly as official
+            self.pos_embed = nn.Parameter(torch.from_numpy(sincos_2d(encoder_embed_dim, c, p)).float(),
+                                          requires_grad=False)
             self.register_buffer("allowed", cropa_mask(c, p), persistent=False)
 
         def tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,19 +144,24 @@ def _jepa_classes() -> dict[str, type]:
 
 
 def build_module(config: Mapping[str, Any]) -> Any:
-    """``ecg_jepa(**config).encoder`` with the official initialisation of its Linear/LayerNorm layers."""
-    import math
-
-    from torch import nn
-
+    """``ecg_jepa(**config).encoder``: the architecture, torch's default init (see :func:`official_init`)."""
     require(config["pos_type"] in ("sincos", "learnable"), "ecg_jepa",
             f"pos_type {config['pos_type']!r} is not the released additive table ('sincos')")
     require(list(config["leads"]) == list(range(config["c"])), "ecg_jepa",
             f"lead subsets (leads={list(config['leads'])}) are not supported; the released encoder uses all {config['c']}")
     cls = _jepa_classes()["MaskTransformer"]
-    module = cls(**{k: config[k] for k in ("encoder_embed_dim", "encoder_depth", "encoder_num_heads", "mlp_ratio",
-                                           "qkv_bias", "c", "p", "t")})
-    for m in module.modules():  # MaskTransformer._init_weights + fix_init_weight
+    return cls(**{k: config[k] for k in ("encoder_embed_dim", "encoder_depth", "encoder_num_heads", "mlp_ratio",
+                                         "qkv_bias", "c", "p", "t")})
+
+
+def official_init(module: Any) -> Any:
+    """``MaskTransformer._init_weights`` + ``fix_init_weight``: truncated-normal(0.02) Linear weights,
+    zero biases, and the depth-scaled residual projections (LayerNorms keep torch's 1/0)."""
+    import math
+
+    from torch import nn
+
+    for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
             if m.bias is not None:
@@ -174,8 +182,10 @@ class ECGJEPAEncoder(TorchEncoder):
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
         y, _ = select_leads(x, tuple(leads), spec.leads, spec.missing_leads)
-        y = resample(y.astype(np.float64), fs, spec.fs, "fft")  # float64 FFT as the official code, then float32
-        return windows(y, spec.window, spec.window_mode, spec.n_crops)
+        if fs != spec.fs:
+            # scipy directly, not ``preprocess.resample``: the official FFT runs in float64 (that primitive in float32)
+            y = sps.resample(y.astype(np.float64), round(y.shape[-1] * spec.fs / fs), axis=-1)
+        return windows(y.astype(np.float32), spec.window, spec.window_mode, spec.n_crops)
 
     def forward_embed(self, x: Any) -> Any:
         return self.module(x)
@@ -185,7 +195,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
          device: str = "cpu") -> ECGJEPAEncoder:
     """ECG-JEPA context encoder; ``checkpoint=None`` gives the seeded random init of the same architecture."""
     cfg = merge_config(spec.id, spec.config, config, ignored=_IGNORED)
-    module = build_seeded(lambda: build_module(cfg))
+    module = build_seeded(lambda: official_init(build_module(cfg)))
     digest = None
     if checkpoint is not None:
         checkpoint = Path(checkpoint)

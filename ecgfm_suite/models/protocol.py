@@ -57,7 +57,7 @@ class TorchEncoder:
         out: list[np.ndarray] = []
         i = 0
         while i < len(batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(batch[i : i + self.batch_size], dtype=np.float32))
+            chunk = torch.from_numpy(np.array(batch[i : i + self.batch_size], dtype=np.float32))  # own, writable copy
             try:
                 with torch.inference_mode(), torch.autocast(
                     "cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"

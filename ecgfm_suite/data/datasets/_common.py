@@ -2,10 +2,10 @@
 
 A loader's ``scan`` is then mostly its label table::
 
-    scan = RecordScan(root, strict)
+    result = RecordScan(root, strict)
     for rec in record_paths:
-        scan.add(rec, lambda rec=rec: {**wfdb_row(...), "label": ...})
-    return scan.index(dataset="x", version="1", label_columns=("label",))
+        result.add(rec, lambda rec=rec: {**wfdb_row(...), "label": ...})
+    return result.index(dataset="x", version="1", label_columns=("label",))
 
 ``find_roots(data_dir, tree=None)`` takes an optional :func:`list_tree` result so that
 :func:`ecgfm_suite.data.discovery.discover` walks the data dir once for all datasets.
@@ -33,16 +33,21 @@ Tree = Mapping[Path, tuple[str, ...]]
 
 
 def list_tree(data_dir: str | Path) -> dict[Path, tuple[str, ...]]:
-    """Walk ``data_dir`` once (no symlink loops, hidden folders skipped): directory → sorted file names.
+    """Walk ``data_dir`` once: directory → sorted file names.
 
-    Raises :class:`DataError` naming ``data_dir`` when it is not a directory.
+    Symlinked folders are followed (datasets often live on another disk), each real folder
+    once, so link cycles end; hidden folders are skipped. Raises :class:`DataError` naming
+    ``data_dir`` when it is not a directory.
     """
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise DataError("data directory does not exist" if not data_dir.exists() else "not a directory", data_dir)
     tree: dict[Path, tuple[str, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(data_dir.resolve()):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(data_dir.resolve(), followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and os.path.realpath(os.path.join(dirpath, d)) not in seen)
         tree[Path(dirpath)] = tuple(sorted(filenames))
     return tree
 

@@ -1,15 +1,16 @@
 """PhysioNet/CinC Challenge 2020/2021 records (``<rec>.hea`` + MATLAB v4 ``<rec>.mat``).
 
-Headers are parsed here, not by wfdb, because the releases carry quirks wfdb rejects or
-reads wrongly: every Georgia header names its record ``E00009.mat`` on line 1 (wfdb:
-``HeaderSyntaxError``), units are written ``mV`` or ``mv``, and gains range from 200/mV
-to a wrong 2,000,000/mV. Samples come from ``scipy.io.loadmat`` (variable ``val``,
-leads × samples, int16), checked against the header's shape, first values and checksums.
+Headers are parsed here, not by wfdb, because wfdb rejects every Georgia header (line 1
+names the record ``E00009.mat``: ``HeaderSyntaxError``) and the releases mix header
+conventions (units ``mV``/``mv``, gains from 200/mV to a wrong 2,000,000/mV, record lines
+with and without date). Samples come from ``scipy.io.loadmat`` (variable ``val``, leads ×
+samples, int16), checked against the header's shape, first values and WFDB checksums.
 
-Records whose header wfdb can read are indexed as ``format="wfdb"`` (decoded by wfdb in
-:mod:`ecgfm_suite.data.reader`); the others as ``"challenge_mat"`` (decoded by
-:func:`read_challenge_mat`). Both give the same mV samples. ``scan`` decodes every record
-once, to exclude implausible gains and to hash the samples:
+Every record is indexed as ``format="challenge_mat"`` and decoded by :func:`read_challenge_mat`,
+also those wfdb could read: one decoder for the whole dataset means the decoding ``scan``
+validated is the one tasks get (wfdb would read the ``.mat`` blindly at the header's byte
+offset 24). The tests check it against wfdb on every record wfdb accepts. ``scan``
+decodes every record once, to exclude implausible gains and to hash the samples:
 
 - ``content_hash``: sha256 of the ``.mat`` bytes (byte-identical copies);
 - ``signal_hash``: sha256 of the int16 samples and their shape (the same recording under
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import RecordError
+from ...errors import DataError, RecordError
 from ..reader import to_millivolts
 from ..records import DatasetIndex, Signal, canonical_lead, validate_signal
 from . import DATASETS
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DATASET = "challenge2021"
 
-#: record-name prefix → official source folder of the 2021 release (``HR`` before ``H``-less ones)
+#: record-name prefix (followed by digits) → official source folder of the 2021 release
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("HR", "ptbxl"), ("A", "cpsc_2018"), ("Q", "cpsc_2018_extra"), ("I", "st_petersburg_incart"),
     ("S", "ptb"), ("E", "georgia"),
@@ -64,7 +65,7 @@ _DX_TABLES = ("dx_mapping_scored.csv", "dx_mapping_unscored.csv")
 _TABLE_SEARCH_LEVELS = 3
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_FMT = re.compile(r"^(?P<fmt>\d+)(?:x\d+)?(?::\d+)?(?:\+(?P<offset>\d+))?$")
+_FMT = re.compile(r"^(?P<fmt>\d+)(?:x\d+)?(?::\d+)?(?:\+\d+)?$")
 _GAIN = re.compile(rf"^(?P<gain>{_NUMBER})(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$")
 
 
@@ -84,7 +85,6 @@ class ChallengeHeader:
 
     path: Path                       # the .hea file
     record: str                      # record name on line 1, without a ``.mat`` suffix
-    wfdb_readable: bool              # False when line 1 carries ``.mat`` (wfdb rejects it)
     fs: float
     n_samples: int
     signal_file: str                 # the one ``.mat`` every signal line names
@@ -148,9 +148,9 @@ def parse_header(hea: str | Path) -> ChallengeHeader:
             raise RecordError(f"signal format {parts[1]!r} in line {line!r} is not 16 (int16 .mat)", hea)
         if gain is None:
             raise RecordError(f"ADC gain {parts[2]!r} is malformed in line {line!r}", hea)
-        adc_gain = float(gain["gain"])
+        adc_gain = float(gain["gain"]) or 200.0  # WFDB: a gain of 0 means the default 200/unit
         if not (np.isfinite(adc_gain) and adc_gain > 0):
-            raise RecordError(f"ADC gain {parts[2]!r} is not positive (uncalibrated) in line {line!r}", hea)
+            raise RecordError(f"ADC gain {parts[2]!r} is not positive in line {line!r}", hea)
         adc_zero = _field(int, parts[4], "ADC zero", line, hea)
         files.append(parts[0])
         gains.append(adc_gain)
@@ -164,7 +164,7 @@ def parse_header(hea: str | Path) -> ChallengeHeader:
     if len(set(leads)) != len(leads):
         raise RecordError(f"duplicate lead names {leads}", hea)
     return ChallengeHeader(
-        path=hea, record=record, wfdb_readable=name == record, fs=fs, n_samples=n_samples,
+        path=hea, record=record, fs=fs, n_samples=n_samples,
         signal_file=files[0], leads=tuple(leads), gains=tuple(gains), baselines=tuple(baselines),
         units=tuple(units), initial_values=tuple(initial), checksums=tuple(checksums), comments=comments,
     )
@@ -234,17 +234,16 @@ class DxMapping:
     tables: tuple[Path, ...]
 
 
+#: code column name → table year (2021 tables also count Chapman-Shaoxing and Ningbo records)
+_CODE_COLUMNS = {"SNOMEDCTCode": 2021, "SNOMED CT Code": 2020}
+
+
 def _table_year(path: Path) -> int | None:
-    """2021 tables list Chapman/Ningbo counts and name the column ``SNOMEDCTCode``; 2020 ones do not."""
     try:
         columns = pd.read_csv(path, nrows=0).columns
     except (OSError, ValueError, pd.errors.ParserError):
         return None
-    if "SNOMEDCTCode" in columns or "Ningbo" in columns:
-        return 2021
-    if "SNOMED CT Code" in columns:
-        return 2020
-    return None
+    return next((_CODE_COLUMNS[c] for c in columns if c in _CODE_COLUMNS), None)
 
 
 def find_dx_tables(root: Path) -> list[Path]:
@@ -266,7 +265,7 @@ def find_dx_tables(root: Path) -> list[Path]:
                     log.warning("%s: not a Challenge dx mapping table (no SNOMED code column), ignored", path)
                     continue
                 found.append((-year, level, path))
-    return [path for _, _, path in sorted(found, key=lambda t: (t[0], t[1]))]
+    return [path for *_, path in sorted(found)]
 
 
 def load_dx_mapping(root: Path) -> DxMapping:
@@ -274,8 +273,11 @@ def load_dx_mapping(root: Path) -> DxMapping:
     abbrev: dict[str, str] = {}
     tables = tuple(find_dx_tables(root))
     for path in tables:
-        frame = pd.read_csv(path, dtype=str)
-        code_col = next(c for c in frame.columns if c.replace(" ", "") == "SNOMEDCTCode")
+        try:
+            frame = pd.read_csv(path, dtype=str)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"unreadable dx mapping table: {exc}", path) from None
+        code_col = next(c for c in frame.columns if c in _CODE_COLUMNS)
         for code, ab in zip(frame[code_col], frame.get("Abbreviation", frame[code_col]), strict=True):
             if isinstance(code, str) and code.strip():
                 abbrev.setdefault(code.strip(), ab.strip() if isinstance(ab, str) else code.strip())
@@ -287,7 +289,7 @@ def _is_challenge(comments: list[str]) -> bool | None:
 
 
 def challenge_dirs(tree: Tree) -> list[Path]:
-    """Folders holding at least one header with a ``#Dx:`` comment."""
+    """Folders whose first headers carry a ``#Dx:`` comment."""
     return dirs_with_comment(tree, _is_challenge)
 
 
@@ -296,8 +298,7 @@ def find_roots(data_dir: str | Path, tree: Tree | None = None) -> list[Path]:
     return common_root(challenge_dirs(tree if tree is not None else list_tree(data_dir)))
 
 
-def _row(header: ChallengeHeader, record_path: Path, mapping: DxMapping, unmapped: dict[str, list[str]]
-         ) -> dict[str, Any]:
+def _row(header: ChallengeHeader, record_path: Path, mapping: DxMapping) -> dict[str, Any]:
     if "dx" not in header.comments:
         raise RecordError("header has no #Dx: comment", header.path)
     source = source_of(header.record)
@@ -307,19 +308,16 @@ def _row(header: ChallengeHeader, record_path: Path, mapping: DxMapping, unmappe
     sig = decode(header, val)
     reason = validate_signal(sig)
     if reason is not None:
-        gains = "/".join(f"{g:g}" for g in dict.fromkeys(header.gains))
+        gains = "/".join(f"{g:.10g}" for g in dict.fromkeys(header.gains))
         raise RecordError(f"{reason}; header ADC gain {gains}/{header.units[0]}", header.path)
     record_id = f"{source or 'unknown'}/{header.record}"
     dx = tuple(c.strip() for c in header.comments["dx"].split(",") if c.strip())
-    for code in dx:
-        if code not in mapping.abbrev:
-            unmapped.setdefault(code, []).append(record_id)
     flat = np.ptp(val, axis=1) == 0
     return {
         "key": f"{DATASET}/{record_id}",
         "record_id": record_id,
         "path": str(record_path),
-        "format": "wfdb" if header.wfdb_readable else "challenge_mat",
+        "format": "challenge_mat",
         "fs": header.fs,
         "n_samples": header.n_samples,
         "leads": ",".join(header.leads),
@@ -347,33 +345,31 @@ def scan(root: str | Path, strict: bool = False) -> DatasetIndex:
     root = Path(root).expanduser().resolve()
     tree = list_tree(root)
     mapping = load_dx_mapping(root)
-    scan_ = RecordScan(root=root, strict=strict)
-    unmapped: dict[str, list[str]] = {}
-    first_path: dict[str, Path] = {}
+    records = RecordScan(root=root, strict=strict)
+    seen: dict[str, dict[str, Any]] = {}
     for folder in challenge_dirs(tree):
-        for name in tree[folder]:
-            if not name.endswith(".hea"):
+        for name in (n for n in tree[folder] if n.endswith(".hea")):
+            path = folder / name.removesuffix(".hea")
+            records.add(path, lambda p=path: _row(parse_header(p.with_name(p.name + ".hea")), p, mapping))
+            row = records.rows[-1] if records.rows else None
+            if row is None or row["path"] != str(path):
                 continue
-            record_path = folder / name.removesuffix(".hea")
-            before = len(scan_.rows)
-            scan_.add(record_path, lambda p=record_path: _row(parse_header(p.with_name(p.name + ".hea")), p,
-                                                              mapping, unmapped))
-            if len(scan_.rows) > before:
-                record_id = scan_.rows[-1]["record_id"]
-                if record_id in first_path:
-                    row = scan_.rows.pop()
-                    scan_.exclude(record_path, f"duplicate record id {record_id} (first seen at "
-                                  f"{first_path[record_id]}; content_hash {row['content_hash'][:12]})",
-                                  record_path.with_name(name))
-                else:
-                    first_path[record_id] = record_path
-    spec = DATASETS.get(DATASET)
-    missing = [] if mapping.tables else [str(root / t) for t in _DX_TABLES]
+            first = seen.setdefault(row["record_id"], row)
+            if first is not row:
+                records.rows.pop()
+                same = "identical samples" if first["signal_hash"] == row["signal_hash"] else "different samples"
+                records.exclude(path, f"duplicate record id {row['record_id']} ({same} to {first['path']})",
+                                folder / name)
+    unmapped: dict[str, list[str]] = {}
+    for row in records.rows:
+        for code in row["dx"]:
+            if code not in mapping.abbrev:
+                unmapped.setdefault(code, []).append(row["record_id"])
     if unmapped:
         log.warning("%s: SNOMED codes in no dx mapping table (kept as their code): %s", root,
                     ", ".join(f"{c} ({len(r)} records)" for c, r in sorted(unmapped.items())))
-    index = scan_.index(dataset=DATASET, version=spec.version, label_columns=LABEL_COLUMNS,
-                        missing_label_files=missing)
+    index = records.index(dataset=DATASET, version=DATASETS.get(DATASET).version, label_columns=LABEL_COLUMNS,
+                          missing_label_files=[] if mapping.tables else [root / t for t in _DX_TABLES])
     index.records.attrs["unmapped_dx"] = {c: tuple(r) for c, r in sorted(unmapped.items())}
     index.records.attrs["dx_tables"] = tuple(str(p) for p in mapping.tables)
     return index

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import RecordError
+from ...errors import DataError, RecordError
 from ..reader import read_header
 from ..records import DatasetIndex
 from ._common import RecordScan, Tree, list_tree, peek_header, read_table, wfdb_row
@@ -43,7 +43,7 @@ def read_reference(path: Path) -> list[tuple[str, str]]:
     """``REFERENCE.csv`` → ``[(record, label), ...]``, stripped, without the optional header line."""
     table = read_table(path, header=None, dtype=str, keep_default_na=False, skipinitialspace=True)
     if table.shape[1] != 2:
-        raise RecordError(f"expected 2 columns (record,label), found {table.shape[1]}", path)
+        raise DataError(f"expected 2 columns (record,label), found {table.shape[1]}", path)
     pairs = [(str(a).strip(), str(b).strip()) for a, b in table.itertuples(index=False)]
     if pairs and pairs[0] == _EXTRA_HEADER:
         pairs = pairs[1:]

@@ -59,13 +59,15 @@ def axis(cell: str) -> str | None:
 
 
 def scan(root: Path, strict: bool = False) -> DatasetIndex:
-    """Index the records listed in ``root/ludb.csv`` (headers anywhere below ``root``, officially ``data/``)."""
+    """Index the records listed in ``root/ludb.csv``; headers are looked for below ``root/data/`` (the release
+    layout), or below ``root`` when there is no ``data/`` folder."""
     root = Path(root)
     table_path = root / MARKER
     table = read_table(table_path, required=("ID", "Sex", "Age", AXIS_COLUMN, *STATEMENT_COLUMNS.values()),
                        dtype=str, keep_default_na=False)
+    search = root / "data" if (root / "data").is_dir() else root
     headers: dict[str, list[Path]] = {}
-    for hea in sorted(root.rglob("*.hea")):
+    for hea in sorted(search.rglob("*.hea")):
         headers.setdefault(hea.stem, []).append(hea.with_suffix(""))
     result = RecordScan(root, strict)
     listed: set[str] = set()
@@ -75,7 +77,7 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
         found = headers.get(record_id, [])
         if len(found) != 1:
             why = "no header file" if not found else f"{len(found)} header files ({', '.join(map(str, found))})"
-            result.exclude(root / record_id, f"{MARKER} lists record {record_id} but {why} found below {root}",
+            result.exclude(root / record_id, f"{MARKER} lists record {record_id} but {why} found below {search}",
                            table_path)
             continue
         result.add(found[0], lambda path=found[0], entry=entry, record_id=record_id: _row(path, entry, record_id))

@@ -2,8 +2,8 @@
 
 Recognised by ``ptbxl_database.csv``; each row names its 100 Hz (``filename_lr``) and 500 Hz
 (``filename_hr``) record relative to the root. ``scp_codes`` is a Python dict literal, parsed
-with :func:`ast.literal_eval`; ``scp_statements.csv`` maps diagnostic statements to the five
-superclasses (NORM, MI, STTC, CD, HYP) the way the PTB-XL authors' example code does.
+with :func:`ast.literal_eval`. ``scp_statements.csv`` (code → superclass/subclass/form/rhythm)
+is read by the task layer (``data.tasks.ptbxl``); the scan only reports it when it is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DATASET = "ptbxl"
 VERSION = "1.0.3"
 DATABASE = "ptbxl_database.csv"
 STATEMENTS = "scp_statements.csv"
-LABEL_COLUMNS: tuple[str, ...] = ("scp_codes", "strat_fold", "validated_by_human", "diagnostic_superclass")
+LABEL_COLUMNS: tuple[str, ...] = ("scp_codes", "strat_fold", "validated_by_human")
 #: PTB-XL writes age 300 for patients older than 89 (anonymisation); indexed as 90, like LUDB's headers
 AGE_OVER_89, AGE_OVER_89_AS = 300.0, 90.0
 _FILENAME = {"lr": "filename_lr", "hr": "filename_hr"}
@@ -46,13 +46,6 @@ def parse_scp_codes(text: str, path: Path) -> dict[str, float]:
     return {k: float(v) for k, v in codes.items()}
 
 
-def diagnostic_classes(statements_path: Path) -> dict[str, str]:
-    """SCP code → diagnostic superclass for the diagnostic statements of ``scp_statements.csv``."""
-    table = read_table(statements_path, required=("diagnostic", "diagnostic_class"), index_col=0)
-    diag = table[table["diagnostic"] == 1]
-    return {str(code): str(cls) for code, cls in diag["diagnostic_class"].items() if isinstance(cls, str)}
-
-
 def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr") -> DatasetIndex:
     """Index the rows of ``root/ptbxl_database.csv``.
 
@@ -66,7 +59,6 @@ def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr"
     table = read_table(db_path, required=("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold",
                                           "validated_by_human", "filename_lr", "filename_hr"))
     statements_path = root / STATEMENTS
-    classes = diagnostic_classes(statements_path) if statements_path.is_file() else None
     order = [_FILENAME[prefer], _FILENAME["hr" if prefer == "lr" else "lr"]]
     result = RecordScan(root, strict)
     for _, entry in table.iterrows():
@@ -77,12 +69,12 @@ def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr"
             result.exclude(record, f"{DATABASE} row ecg_id {entry['ecg_id']} names {' or '.join(names) or 'no file'}"
                            f", not found below {root}", db_path)
             continue
-        result.add(found[0], lambda path=found[0], entry=entry: _row(path, entry, db_path, classes))
+        result.add(found[0], lambda path=found[0], entry=entry: _row(path, entry, db_path))
     return result.index(dataset=DATASET, version=VERSION, label_columns=LABEL_COLUMNS,
-                        missing_label_files=[] if classes is not None else [statements_path])
+                        missing_label_files=[] if statements_path.is_file() else [statements_path])
 
 
-def _row(path: Path, entry: pd.Series, db_path: Path, classes: dict[str, str] | None) -> dict:
+def _row(path: Path, entry: pd.Series, db_path: Path) -> dict:
     codes = parse_scp_codes(entry["scp_codes"], db_path)
     age = float(entry["age"]) if pd.notna(entry["age"]) else math.nan
     sex = {0: "M", 1: "F"}.get(int(entry["sex"])) if pd.notna(entry["sex"]) else None
@@ -93,6 +85,5 @@ def _row(path: Path, entry: pd.Series, db_path: Path, classes: dict[str, str] | 
         "scp_codes": codes,
         "strat_fold": int(entry["strat_fold"]),
         "validated_by_human": bool(entry["validated_by_human"]),
-        "diagnostic_superclass": None if classes is None else tuple(sorted({classes[c] for c in codes if c in classes})),
     })
     return row

@@ -7,8 +7,8 @@ import pandas as pd
 
 from ..records import DatasetIndex
 from .labels import Label, Unlabelled, is_missing, label_column
+from .vocab import SEX
 
-SEX_CLASSES: tuple[str, str] = ("female", "male")
 #: ages outside this range are codes, not ages (PTB-XL writes 300 for "over 89")
 AGE_RANGE: tuple[float, float] = (0.0, 120.0)
 
@@ -16,17 +16,18 @@ AGE_RANGE: tuple[float, float] = (0.0, 120.0)
 def _sex(value: object) -> Label:
     if is_missing(value):
         return Unlabelled("sex unknown")
-    return {"F": "female", "M": "male"}.get(str(value), Unlabelled(f"unexpected sex value {value!r}"))
+    return SEX.get(str(value), Unlabelled(f"unexpected sex value {value!r}"))
 
 
 def _age(value: object) -> Label:
     if is_missing(value):
         return Unlabelled("age unknown")
-    age = float(value)  # type: ignore[arg-type]
+    try:
+        age = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return Unlabelled(f"unexpected age value {value!r}")
     lo, hi = AGE_RANGE
-    if not lo <= age <= hi:
-        return Unlabelled(f"age outside {lo:g}-{hi:g} years")
-    return age
+    return age if lo <= age <= hi else Unlabelled(f"age outside {lo:g}-{hi:g} years")
 
 
 def sex(index: DatasetIndex) -> pd.Series:

@@ -1,0 +1,137 @@
+"""Data-layer throughput: read + prepare every CinC 2017 record to one model spec, cold and from the cache.
+
+Targets (2 cores): cold ≥ 150 records/s, warm < 2 s. The 8,528-record runs use a folder the
+benchmark builds from the shared 4,151 records under new names (the size of the full release),
+to show how the cost grows. Run with ``pytest benchmarks/bench_data.py`` (pytest-benchmark);
+records/s and seconds land in each benchmark's ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgfm_suite.data.discovery import load_index
+from ecgfm_suite.data.prepared import PreparedSet, prepare_records
+from ecgfm_suite.data.preprocess import InputSpec, prepare
+from ecgfm_suite.data.records import DatasetIndex
+
+#: a single-lead model: ECGFounder-1-lead-like input (500 Hz, lead I, 10 s windows, per-lead z-score)
+SPEC = InputSpec(fs=500, leads=("I",), window=5000, window_mode="all", normalisation="zscore_lead")
+SPEC_KEY = {"model_family": "bench_data", "input_spec": SPEC.to_dict()}
+WORKERS = 2
+TARGET_COLD_RECORDS_PER_S = 150.0
+TARGET_WARM_S = 2.0
+FULL_RELEASE = 8528
+
+pytestmark = pytest.mark.slow
+
+
+def prepare_fn(x: np.ndarray, fs: float, leads) -> np.ndarray:
+    return prepare(x, fs, leads, SPEC)
+
+
+def _timed_index(data_dir: Path) -> tuple[DatasetIndex, float]:
+    t0 = time.perf_counter()
+    index = load_index("cinc2017", data_dir)
+    return index, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def cinc(data_dir: Path) -> tuple[DatasetIndex, float]:
+    return _timed_index(data_dir)
+
+
+@pytest.fixture(scope="module")
+def cinc_full_size(cinc, tmp_path_factory) -> tuple[DatasetIndex, float]:
+    """8,528 records: the shared ones cycled under new names (``B00000``…), headers renamed, signals symlinked."""
+    index, _ = cinc
+    folder = tmp_path_factory.mktemp("cinc2017_8528") / "training2017"
+    folder.mkdir()
+    sources = index.records[["record_id", "path", "af_label"]].to_dict("records")
+    reference = []
+    for i in range(FULL_RELEASE):
+        src = sources[i % len(sources)]
+        name, old = f"B{i:05d}", src["record_id"]
+        header = Path(src["path"] + ".hea").read_text()
+        (folder / f"{name}.hea").write_text(header.replace(old, name))
+        (folder / f"{name}.mat").symlink_to(src["path"] + ".mat")
+        reference.append(f"{name},{src['af_label']}\n")
+    (folder / "REFERENCE.csv").write_text("".join(reference))
+    (folder / "RECORDS").write_text("".join(r.split(",")[0] + "\n" for r in reference))
+    return _timed_index(folder.parent)
+
+
+@pytest.fixture(scope="module")
+def built_caches() -> dict[str, Path]:
+    """Cache dirs the cold runs filled, reused by the warm runs (which build their own if run alone)."""
+    return {}
+
+
+def _cold(benchmark, index: DatasetIndex, index_s: float, cache_root: Path) -> PreparedSet:
+    runs: list[tuple[PreparedSet, float]] = []
+    fresh = iter(range(10**6))
+
+    def setup():
+        return (cache_root / f"cold{next(fresh)}",), {}  # every round starts from an empty cache
+
+    def run(cache_dir: Path) -> None:
+        t0 = time.perf_counter()
+        got = prepare_records(index.records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache_dir, workers=WORKERS)
+        runs.append((got, time.perf_counter() - t0))
+
+    benchmark.pedantic(run, setup=setup, rounds=1, iterations=1)
+    got, seconds = runs[-1]
+    n = len(index.records)
+    benchmark.extra_info.update({
+        "records": n, "windows": int(len(got.windows)), "excluded": len(got.excluded), "workers": WORKERS,
+        "seconds": round(seconds, 3), "records_per_s": round(n / seconds, 1),
+        "target_records_per_s": TARGET_COLD_RECORDS_PER_S, "target_met": n / seconds >= TARGET_COLD_RECORDS_PER_S,
+        "index_s": round(index_s, 3), "cache_mib": round(got.windows.nbytes / 2**20, 1),
+    })
+    assert not got.from_cache and len(got) + len(got.excluded) == n
+    assert got.keys == tuple(k for k in index.records["key"] if k not in {e.record for e in got.excluded})
+    assert got.windows.shape[1:] == (1, SPEC.window) and np.isfinite(got.windows[:: 97]).all()
+    return got
+
+
+def _warm(benchmark, index: DatasetIndex, cache_dir: Path) -> None:
+    built = prepare_records(index.records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache_dir, workers=WORKERS)
+    checksum = float(np.sum(built.windows, dtype=np.float64))
+
+    def run() -> float:
+        got = prepare_records(index.records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache_dir)
+        assert got.from_cache and got.cache_key == built.cache_key
+        return float(np.sum(got.windows, dtype=np.float64))  # touch every window, not just the mapping
+
+    t0 = time.perf_counter()
+    assert run() == checksum
+    seconds = time.perf_counter() - t0
+    benchmark(run)
+    benchmark.extra_info.update({
+        "records": len(index.records), "seconds": round(seconds, 3),
+        "records_per_s": round(len(index.records) / seconds, 1), "target_s": TARGET_WARM_S,
+        "target_met": seconds < TARGET_WARM_S,
+    })
+
+
+def test_bench_cinc2017_cold(benchmark, cinc, tmp_path, built_caches):
+    got = _cold(benchmark, *cinc, tmp_path)
+    built_caches["4151"] = got.path.parents[2]
+
+
+def test_bench_cinc2017_warm(benchmark, cinc, tmp_path, built_caches):
+    _warm(benchmark, cinc[0], built_caches.get("4151", tmp_path))
+
+
+def test_bench_cinc2017_8528_cold(benchmark, cinc_full_size, tmp_path, built_caches):
+    assert len(cinc_full_size[0].records) == FULL_RELEASE
+    got = _cold(benchmark, *cinc_full_size, tmp_path)
+    built_caches["8528"] = got.path.parents[2]
+
+
+def test_bench_cinc2017_8528_warm(benchmark, cinc_full_size, tmp_path, built_caches):
+    _warm(benchmark, cinc_full_size[0], built_caches.get("8528", tmp_path))

@@ -1,0 +1,298 @@
+"""Dataset-level prepared arrays: every record of an index → model-ready windows, cached on disk.
+
+All windows of a dataset live in one float32 array ``(total_windows, *window_shape)`` with
+``offsets`` (n_records + 1) delimiting each record's windows, so a 20k-record dataset is one
+memory-mapped ``.npy`` rather than 20k arrays. Records that fail to read, validate or prepare
+become :class:`Exclusion` s; the run goes on (``strict=True`` raises instead).
+
+Cache entry ``<cache_dir>/prepared/<key[:2]>/<key>/``: ``windows.npy``, ``offsets.npy``,
+``keys.json``, ``excluded.json``, then ``manifest.json`` (the commit mark). It is built in a
+temp dir beside it and ``os.replace``-d in, under one ``filelock`` per key, so concurrent
+pytest-xdist workers fill it once; a corrupt entry is deleted with a warning and rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from .._io import atomic_open, sha256_json, write_atomic
+from ..errors import CacheError, EcgfmError, RecordError, SpecError
+from .preprocess import PIPELINE_VERSION
+from .reader import read_signal
+from .records import Exclusion, Signal, validate_signal
+
+#: Bump when the entry layout or key recipe changes.
+PREPARED_SCHEMA = 1
+
+#: ``(data (leads, samples) mV, fs, leads) -> windows (n_windows, *window_shape)``, e.g. ``encoder.prepare``
+PrepareFn = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
+ReadFn = Callable[[Mapping[str, Any]], Signal]
+
+_FILES = ("windows.npy", "offsets.npy", "keys.json", "excluded.json")
+
+#: Without a cache, results up to this size are loaded into memory; larger ones stay memory-mapped.
+IN_MEMORY_BYTES = 256 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedSet:
+    """Model-ready windows of the usable records of one index, in index order."""
+
+    windows: np.ndarray  # float32 (total_windows, *window_shape); a read-only memmap when cached
+    offsets: np.ndarray  # int64 (n_records + 1); record i is windows[offsets[i]:offsets[i + 1]]
+    keys: tuple[str, ...]
+    excluded: tuple[Exclusion, ...]
+    #: cache key and entry directory; None when built without a cache
+    cache_key: str | None = None
+    path: Path | None = None
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def record(self, i: int) -> np.ndarray:
+        return self.windows[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _callable_id(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function or bound method (the family's ``prepare`` code is part of the key)."""
+    target = getattr(fn, "func", fn)  # functools.partial
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__qualname__)}"
+
+
+def prepared_key(
+    records: pd.DataFrame, prepare_fn: PrepareFn, *, spec_key: Mapping[str, Any], read: ReadFn = read_signal
+) -> str | None:
+    """sha256 over the record list with file hashes, ``spec_key``, the code that reads and prepares, and
+    :data:`PIPELINE_VERSION`; None when a record has no ``content_hash`` (a change could not be seen)."""
+    if "content_hash" not in records.columns or records["content_hash"].isna().any():
+        return None
+    return sha256_json({
+        "schema": PREPARED_SCHEMA,
+        "pipeline_version": PIPELINE_VERSION,
+        "spec": dict(spec_key),
+        "prepare": _callable_id(prepare_fn),
+        "read": _callable_id(read),
+        "dtype": "float32",
+        "records": [[k, h] for k, h in zip(records["key"], records["content_hash"])],
+    })
+
+
+def prepare_records(
+    records: pd.DataFrame,
+    prepare_fn: PrepareFn,
+    *,
+    spec_key: Mapping[str, Any],
+    cache_dir: Path | None,
+    read: ReadFn = read_signal,
+    workers: int = 2,
+    strict: bool = False,
+    chunk_size: int = 32,
+) -> PreparedSet:
+    """Read, validate and prepare every record of ``records`` (a ``DatasetIndex.records`` frame).
+
+    ``spec_key`` names what determines the output besides the files (at least the
+    ``InputSpec.to_dict()`` and the model family); with ``cache_dir`` the result is stored under
+    a key of it plus every file's ``content_hash`` and loaded memory-mapped on a hit.
+    ``workers`` threads read and prepare ``chunk_size`` records at a time (wfdb and scipy
+    release the GIL for their heavy parts; threads need not pickle ``prepare_fn``, which is
+    often a bound encoder method).
+    """
+    if "key" not in records.columns:
+        raise SpecError("records need a 'key' column (a DatasetIndex.records frame)", "records")
+    if records["key"].duplicated().any():
+        dup = records.loc[records["key"].duplicated(), "key"].tolist()[:5]
+        raise SpecError(f"duplicate record keys {dup}", "records")
+    if workers < 1 or chunk_size < 1:
+        raise SpecError(f"workers and chunk_size must be >= 1, got {workers}, {chunk_size}", "prepare_records")
+
+    def build(out_dir: Path) -> None:
+        _build(records, prepare_fn, read, out_dir, workers=workers, strict=strict, chunk_size=chunk_size,
+               manifest={"key": key, "spec": dict(spec_key), "prepare": _callable_id(prepare_fn),
+                         "read": _callable_id(read)})
+
+    key = None if cache_dir is None else prepared_key(records, prepare_fn, spec_key=spec_key, read=read)
+    if key is None:
+        if cache_dir is not None:
+            warnings.warn("records without content_hash: prepared arrays are not cached", stacklevel=2)
+        with tempfile.TemporaryDirectory(prefix="ecgfm-prepared-", ignore_cleanup_errors=True) as tmp:
+            build(Path(tmp))  # a large result stays memory-mapped: POSIX keeps the unlinked file alive
+            return _load_entry(Path(tmp), None, in_memory=_nbytes(Path(tmp)) <= IN_MEMORY_BYTES)
+
+    bucket = Path(cache_dir) / "prepared" / key[:2]
+    entry = bucket / key
+    if (entry / "manifest.json").exists():
+        try:  # fast path: a committed entry is immutable, no lock needed to read it
+            return _load_entry(entry, key, from_cache=True)
+        except CacheError:
+            pass  # re-checked and, if still corrupt, deleted under the lock
+    bucket.mkdir(parents=True, exist_ok=True)
+    with FileLock(bucket / f"{key}.lock"):
+        if entry.exists():
+            try:
+                return _load_entry(entry, key, from_cache=True)
+            except CacheError as exc:
+                warnings.warn(f"deleting corrupt prepared-array cache entry: {exc}", stacklevel=2)
+                shutil.rmtree(entry)
+        for stale in bucket.glob(f".{key}.*.tmp"):  # left by a killed build; we hold the key's lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=bucket))
+        try:
+            build(tmp)
+            try:
+                os.replace(tmp, entry)
+            except OSError:
+                if not (entry / "manifest.json").exists():
+                    raise
+                # another builder committed first (a lock that does not hold, e.g. across hosts): keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return _load_entry(entry, key)
+
+
+def _prepare_one(row: Mapping[str, Any], prepare_fn: PrepareFn, read: ReadFn, strict: bool) -> np.ndarray | Exclusion:
+    """One record → windows, or the Exclusion saying why not (``strict``: raise instead)."""
+    try:
+        sig = read(row)
+        reason = validate_signal(sig)
+        if reason is not None:
+            raise RecordError(reason, row.get("path"))
+        out = np.asarray(prepare_fn(sig.data, sig.fs, sig.leads), dtype=np.float32)
+        if out.ndim < 2 or len(out) == 0:
+            raise RecordError(f"prepare gave shape {out.shape}, expected (n_windows >= 1, ...)", row.get("path"))
+        if not np.isfinite(out).all():
+            raise RecordError("prepared windows contain NaN/inf", row.get("path"))
+        return out
+    except (EcgfmError, ValueError, OSError) as exc:  # wfdb/scipy decode errors are ValueError/OSError
+        if strict:
+            raise
+        return Exclusion(str(row["key"]), str(exc))
+
+
+def _chunk_results(
+    records: pd.DataFrame, prepare_fn: PrepareFn, read: ReadFn, *, workers: int, strict: bool, chunk_size: int
+) -> Iterator[tuple[str, np.ndarray | Exclusion]]:
+    """(key, windows-or-exclusion) per record, in index order; at most ``2·workers`` chunks in flight."""
+
+    def run(start: int) -> list[tuple[str, np.ndarray | Exclusion]]:
+        rows = records.iloc[start : start + chunk_size].to_dict("records")
+        return [(str(r["key"]), _prepare_one(r, prepare_fn, read, strict)) for r in rows]
+
+    starts = iter(range(0, len(records), chunk_size))
+    if workers == 1:
+        for start in starts:
+            yield from run(start)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgfm-prepare") as pool:
+        pending: deque[Future] = deque(pool.submit(run, s) for s in islice(starts, 2 * workers))
+        while pending:
+            done = pending.popleft().result()
+            start = next(starts, None)
+            if start is not None:
+                pending.append(pool.submit(run, start))
+            yield from done
+
+
+def _build(
+    records: pd.DataFrame, prepare_fn: PrepareFn, read: ReadFn, out_dir: Path, *,
+    workers: int, strict: bool, chunk_size: int, manifest: dict[str, Any],
+) -> None:
+    """Stream windows to a raw spill file (bounded memory), then write the entry files, manifest last."""
+    t0 = time.perf_counter()
+    counts = np.zeros(len(records), dtype=np.int64)
+    keys: list[str] = []
+    excluded: list[Exclusion] = []
+    window_shape: tuple[int, ...] | None = None
+    spill = out_dir / "windows.f32"
+    with open(spill, "wb") as fh:
+        for key, result in _chunk_results(records, prepare_fn, read, workers=workers, strict=strict,
+                                          chunk_size=chunk_size):
+            if isinstance(result, Exclusion):
+                excluded.append(result)
+                continue
+            if window_shape is None:
+                window_shape = result.shape[1:]
+            elif result.shape[1:] != window_shape:
+                reason = f"prepared window shape {result.shape[1:]} differs from the first record's {window_shape}"
+                if strict:
+                    raise RecordError(reason, key)
+                excluded.append(Exclusion(key, reason))
+                continue
+            counts[len(keys)] = len(result)
+            keys.append(key)
+            result.tofile(fh)
+    offsets = np.concatenate([[0], np.cumsum(counts[: len(keys)])]).astype(np.int64)
+    total = int(offsets[-1])
+    shape = (total, *window_shape) if window_shape is not None else (0,)
+    windows = np.memmap(spill, dtype=np.float32, mode="r", shape=shape) if total else np.zeros(shape, np.float32)
+    with atomic_open(out_dir / "windows.npy", "wb") as fh:
+        np.save(fh, windows, allow_pickle=False)
+    del windows
+    spill.unlink()
+    with atomic_open(out_dir / "offsets.npy", "wb") as fh:
+        np.save(fh, offsets, allow_pickle=False)
+    write_atomic(out_dir / "keys.json", json.dumps(keys))
+    write_atomic(out_dir / "excluded.json", json.dumps([e.to_dict() for e in excluded]))
+    build_s = time.perf_counter() - t0
+    write_atomic(out_dir / "manifest.json", json.dumps({
+        **manifest, "schema": PREPARED_SCHEMA, "pipeline_version": PIPELINE_VERSION,
+        "n_records": len(keys), "n_excluded": len(excluded), "windows_shape": list(shape), "dtype": "float32",
+        "files": {name: (out_dir / name).stat().st_size for name in _FILES},
+        "build_s": round(build_s, 3), "records_per_s": round(len(records) / build_s, 1) if build_s else None,
+    }, indent=1, sort_keys=True))
+
+
+def _nbytes(entry: Path) -> int:
+    return (entry / "windows.npy").stat().st_size
+
+
+def _load_entry(entry: Path, key: str | None, *, in_memory: bool = False, from_cache: bool = False) -> PreparedSet:
+    """Open a committed entry (memory-mapped unless ``in_memory``); any inconsistency is a CacheError."""
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        if manifest.get("schema") != PREPARED_SCHEMA or manifest.get("key") != key:
+            raise CacheError(f"manifest schema/key {manifest.get('schema')}/{manifest.get('key')} "
+                             f"!= {PREPARED_SCHEMA}/{key}", entry)
+        for name, size in manifest["files"].items():
+            if (entry / name).stat().st_size != size:
+                raise CacheError(f"{name} has {(entry / name).stat().st_size} bytes, manifest says {size}", entry)
+        shape = tuple(manifest["windows_shape"])
+        mmap = None if in_memory or shape[0] == 0 else "r"
+        windows = np.load(entry / "windows.npy", mmap_mode=mmap, allow_pickle=False)
+        offsets = np.load(entry / "offsets.npy", allow_pickle=False)
+        keys = tuple(json.loads((entry / "keys.json").read_text()))
+        excluded = tuple(Exclusion(**d) for d in json.loads((entry / "excluded.json").read_text()))
+    except CacheError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise CacheError(f"unreadable prepared-array entry: {type(exc).__name__}: {exc}", entry) from None
+    problems = [
+        (windows.dtype != np.float32, f"windows dtype {windows.dtype}"),
+        (windows.shape != shape, f"windows shape {windows.shape} != manifest {shape}"),
+        (offsets.dtype != np.int64 or offsets.shape != (len(keys) + 1,), f"offsets {offsets.dtype}{offsets.shape}"),
+        (len(keys) != manifest["n_records"] or len(excluded) != manifest["n_excluded"], "record counts"),
+        (offsets[0] != 0 or offsets[-1] != len(windows) or bool((np.diff(offsets) < 1).any()), "offsets values"),
+    ]
+    bad = [what for failed, what in problems if failed]
+    if bad:
+        raise CacheError(f"inconsistent prepared-array entry: {'; '.join(bad)}", entry)
+    return PreparedSet(windows=windows, offsets=offsets, keys=keys, excluded=excluded, cache_key=key,
+                       path=None if key is None else entry, from_cache=from_cache)

@@ -1,0 +1,288 @@
+"""Dataset-level prepared arrays and their on-disk cache, on synthetic WFDB records read by the real reader."""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+
+from ecgfm_suite._io import sha256_file
+from ecgfm_suite.data.prepared import PreparedSet, prepare_records, prepared_key
+from ecgfm_suite.data.preprocess import InputSpec, prepare
+from ecgfm_suite.data.reader import read_signal
+from ecgfm_suite.errors import RecordError
+
+SPEC = InputSpec(fs=500, leads=("I", "II"), window=1000, window_mode="all", normalisation="zscore_lead")
+SPEC_KEY = {"model_family": "test", "input_spec": SPEC.to_dict()}
+N_RECORDS = 12
+
+
+def prepare_fn(x, fs, leads):
+    return prepare(x, fs, leads, SPEC)
+
+
+def counting_read(row, *, log: str):
+    """The real reader, appending the record key to ``log`` (O_APPEND: safe across processes)."""
+    with open(log, "a") as fh:
+        fh.write(f"{row['key']}\n")
+    return read_signal(row)
+
+
+def reads(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def write_records(folder: Path, n: int = N_RECORDS) -> pd.DataFrame:
+    """``n`` two-lead 250 Hz WFDB records of 4–10 s (1–5 windows at 500 Hz) and their index rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        name = f"r{i:03d}"
+        n_samples = 250 * (4 + i % 7)
+        t = np.arange(n_samples) / 250
+        sig = np.stack([np.sin(2 * np.pi * 1.2 * t), 0.5 * np.cos(2 * np.pi * 1.2 * t)]).T
+        sig = sig + 0.05 * rng.standard_normal(sig.shape)
+        wfdb.wrsamp(name, fs=250, units=["mV", "mV"], sig_name=["I", "II"], p_signal=sig, fmt=["16", "16"],
+                    adc_gain=[1000.0, 1000.0], baseline=[0, 0], write_dir=str(folder))
+        rows.append({"key": f"synth/{name}", "record_id": name, "path": str(folder / name), "format": "wfdb",
+                     "fs": 250.0, "n_samples": n_samples, "leads": "I,II",
+                     "content_hash": sha256_file(folder / f"{name}.dat")})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def record_dir(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("records")
+    return folder, write_records(folder)
+
+
+@pytest.fixture
+def records(record_dir, tmp_path) -> pd.DataFrame:
+    """A private copy of the records (tests may corrupt files)."""
+    src, frame = record_dir
+    dst = tmp_path / "records"
+    shutil.copytree(src, dst)
+    return frame.assign(path=[str(dst / Path(p).name) for p in frame["path"]])
+
+
+def entry_dir(cache: Path, key: str) -> Path:
+    return cache / "prepared" / key[:2] / key
+
+
+def expected_windows(row) -> np.ndarray:
+    sig = read_signal(row)
+    return prepare(sig.data, sig.fs, sig.leads, SPEC)
+
+
+def test_windows_offsets_keys_follow_the_index(records, tmp_path):
+    got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", workers=2,
+                          chunk_size=1)
+    assert got.keys == tuple(records["key"]) and not got.excluded
+    assert got.offsets.dtype == np.int64 and got.offsets.shape == (N_RECORDS + 1,)
+    assert got.windows.dtype == np.float32 and got.windows.shape[1:] == (2, 1000)
+    assert isinstance(got.windows, np.memmap) and not got.windows.flags.writeable
+    for i, row in enumerate(records.to_dict("records")):
+        np.testing.assert_array_equal(got.record(i), expected_windows(row))
+    assert (np.diff(got.offsets) == [2 * (4 + i % 7) // 4 for i in range(N_RECORDS)]).all()  # 1–5 windows
+    entry = entry_dir(tmp_path / "cache", got.cache_key)
+    assert got.path == entry and not got.from_cache
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "excluded.json", "keys.json", "manifest.json", "offsets.npy", "windows.npy"]
+
+
+def test_hit_reads_nothing_and_key_changes_with_spec_hash_and_code(records, tmp_path):
+    log, cache = tmp_path / "reads.log", tmp_path / "cache"
+    read = functools.partial(counting_read, log=str(log))
+    first = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read)
+    assert len(reads(log)) == N_RECORDS
+    again = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read)
+    assert again.from_cache and again.cache_key == first.cache_key and len(reads(log)) == N_RECORDS
+    np.testing.assert_array_equal(again.windows, first.windows)
+
+    base = prepared_key(records, prepare_fn, spec_key=SPEC_KEY, read=read)
+    assert base == first.cache_key
+    other_spec = {**SPEC_KEY, "input_spec": {**SPEC.to_dict(), "normalisation": "none"}}
+    changed_hash = records.assign(content_hash=["0" * 64] + list(records["content_hash"][1:]))
+    variants = {
+        "spec": prepared_key(records, prepare_fn, spec_key=other_spec, read=read),
+        "file hash": prepared_key(changed_hash, prepare_fn, spec_key=SPEC_KEY, read=read),
+        "record order": prepared_key(records[::-1], prepare_fn, spec_key=SPEC_KEY, read=read),
+        "prepare code": prepared_key(records, expected_windows, spec_key=SPEC_KEY, read=read),
+    }
+    assert len({base, *variants.values()}) == 5, variants
+
+    miss = prepare_records(records, prepare_fn, spec_key=other_spec, cache_dir=cache, read=read)
+    assert not miss.from_cache and len(reads(log)) == 2 * N_RECORDS
+    assert len(list((cache / "prepared").glob("*/*/manifest.json"))) == 2
+
+
+class Interrupt(BaseException):
+    """Stands in for Ctrl-C / a killed worker mid-build (not an Exception, so never excluded)."""
+
+
+def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_path):
+    cache = tmp_path / "cache"
+
+    def dying(x, fs, leads):
+        if dying.calls == 5:
+            raise Interrupt
+        dying.calls += 1
+        return prepare_fn(x, fs, leads)
+
+    dying.calls = 0
+    with pytest.raises(Interrupt):
+        prepare_records(records, dying, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    key = prepared_key(records, dying, spec_key=SPEC_KEY)
+    bucket = entry_dir(cache, key).parent
+    assert not entry_dir(cache, key).exists()
+    assert [p.name for p in bucket.iterdir()] == [f"{key}.lock"]  # temp dir removed too
+
+    # a build killed outright (no cleanup) leaves its temp dir: ignored, then swept
+    stale = bucket / f".{key}.dead.tmp"
+    stale.mkdir()
+    (stale / "windows.npy").write_bytes(b"partial")
+    dying.calls = -10**6
+    built = prepare_records(records, dying, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    assert len(built) == N_RECORDS and not stale.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate windows", "garble manifest", "drop keys", "no manifest",
+                                    "wrong offsets"])
+def test_corrupt_entry_is_deleted_with_a_warning_and_rebuilt(records, tmp_path, damage):
+    cache, log = tmp_path / "cache", tmp_path / "reads.log"
+    read = functools.partial(counting_read, log=str(log))
+    good = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read)
+    reference = np.array(good.windows)
+    entry = good.path
+    del good
+    if damage == "truncate windows":
+        with open(entry / "windows.npy", "r+b") as fh:
+            fh.truncate(1000)
+    elif damage == "garble manifest":
+        (entry / "manifest.json").write_text("{not json")
+    elif damage == "drop keys":
+        (entry / "keys.json").unlink()
+    elif damage == "no manifest":
+        (entry / "manifest.json").unlink()
+    else:  # same size, wrong values: only the consistency checks can see it
+        offsets = np.load(entry / "offsets.npy")
+        offsets[1] = offsets[2]
+        np.save(entry / "offsets.npy", offsets)
+    with pytest.warns(UserWarning, match="deleting corrupt prepared-array cache entry"):
+        rebuilt = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read)
+    assert len(reads(log)) == 2 * N_RECORDS and not rebuilt.from_cache
+    np.testing.assert_array_equal(rebuilt.windows, reference)
+    assert prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read).from_cache
+
+
+def _fill(records: pd.DataFrame, cache: str, log: str, barrier) -> None:
+    barrier.wait()  # both processes ask for the same key at the same moment
+    prepare_records(records, slow_prepare, spec_key=SPEC_KEY, cache_dir=Path(cache),
+                    read=functools.partial(counting_read, log=log), workers=1)
+
+
+def slow_prepare(x, fs, leads):
+    time.sleep(0.02)  # keeps the build open long enough for the other process to contend
+    return prepare_fn(x, fs, leads)
+
+
+def test_concurrent_fill_from_two_processes_builds_once(records, tmp_path):
+    cache, log = tmp_path / "cache", tmp_path / "reads.log"
+    # fork where available: the children inherit the imports (spawn re-imports pandas/scipy, ~4 s each)
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_fill, args=(records, str(cache), str(log), barrier)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    assert sorted(reads(log)) == sorted(records["key"])  # every record read exactly once: one build
+    assert len(list((cache / "prepared").glob("*/*/manifest.json"))) == 1
+    assert not list((cache / "prepared").glob("*/.*.tmp"))
+    loaded = prepare_records(records, slow_prepare, spec_key=SPEC_KEY, cache_dir=cache,
+                             read=functools.partial(counting_read, log=str(log)))
+    assert loaded.from_cache and len(loaded) == N_RECORDS
+
+
+def test_bad_records_are_excluded_with_reasons(records, tmp_path):
+    paths = records["path"].tolist()
+    with open(paths[3] + ".dat", "r+b") as fh:  # truncated signal file
+        fh.truncate(100)
+    sig = np.zeros((1000, 2))  # all-flat record: fails validation
+    wfdb.wrsamp("r005", fs=250, units=["mV", "mV"], sig_name=["I", "II"], p_signal=sig, fmt=["16", "16"],
+                adc_gain=[1000.0, 1000.0], baseline=[0, 0], write_dir=str(Path(paths[5]).parent))
+    records = records.assign(n_samples=[1000 if i == 5 else n for i, n in enumerate(records["n_samples"])])
+    got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache")
+    reasons = {e.record: e.reason for e in got.excluded}
+    assert set(reasons) == {"synth/r003", "synth/r005"}
+    assert "r003.dat" in reasons["synth/r003"] and "truncated" in reasons["synth/r003"]
+    assert "flat" in reasons["synth/r005"]
+    assert got.keys == tuple(k for k in records["key"] if k not in reasons)
+    assert len(got.offsets) == N_RECORDS - 1
+    cached = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache")
+    assert cached.from_cache and cached.excluded == got.excluded
+    with pytest.raises(RecordError, match="r003.dat"):
+        prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, strict=True)
+
+
+def test_window_shape_mismatch_is_excluded(records):
+    calls = []
+
+    def odd_one_out(x, fs, leads):
+        calls.append(1)
+        w = prepare_fn(x, fs, leads)
+        return w[:, :1] if len(calls) == 3 else w  # the third record comes back with one lead
+
+    got = prepare_records(records, odd_one_out, spec_key=SPEC_KEY, cache_dir=None, workers=1)
+    assert [e.record for e in got.excluded] == ["synth/r002"]
+    assert "differs from the first record's (2, 1000)" in got.excluded[0].reason
+
+
+def test_without_cache_dir_results_match_and_nothing_is_written(records, tmp_path):
+    cached = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache")
+    plain = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None)
+    assert plain.cache_key is None and plain.path is None and not isinstance(plain.windows, np.memmap)
+    np.testing.assert_array_equal(plain.windows, cached.windows)
+    np.testing.assert_array_equal(plain.offsets, cached.offsets)
+    with pytest.warns(UserWarning, match="content_hash"):
+        unhashed = prepare_records(records.assign(content_hash=None), prepare_fn, spec_key=SPEC_KEY,
+                                   cache_dir=tmp_path / "other")
+    assert unhashed.cache_key is None and not (tmp_path / "other").exists()
+
+
+def test_all_records_excluded_gives_an_empty_set(records, tmp_path):
+    def refuse(x, fs, leads):
+        raise RecordError("no usable lead", "x")
+
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # build, then load the empty entry
+        got = prepare_records(records, refuse, spec_key=SPEC_KEY, cache_dir=cache)
+        assert isinstance(got, PreparedSet) and len(got) == 0 and len(got.windows) == 0
+        assert got.offsets.tolist() == [0] and len(got.excluded) == N_RECORDS
+
+
+def test_manifest_records_provenance(records, tmp_path):
+    got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache")
+    manifest = json.loads((got.path / "manifest.json").read_text())
+    assert manifest["key"] == got.cache_key and manifest["spec"] == json.loads(json.dumps(SPEC_KEY))
+    assert manifest["n_records"] == N_RECORDS and manifest["windows_shape"] == list(got.windows.shape)
+    assert manifest["prepare"].endswith(":prepare_fn") and manifest["read"].endswith(":read_signal")
+
+
+def test_bad_arguments_are_spec_errors(records):
+    with pytest.raises(ValueError, match="duplicate record keys"):
+        prepare_records(pd.concat([records, records]), prepare_fn, spec_key=SPEC_KEY, cache_dir=None)
+    with pytest.raises(ValueError, match="'key' column"):
+        prepare_records(records.drop(columns="key"), prepare_fn, spec_key=SPEC_KEY, cache_dir=None)
+    with pytest.raises(ValueError, match="workers"):
+        prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, workers=0)
+

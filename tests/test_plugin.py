@@ -1,0 +1,112 @@
+"""The pytest plugin end to end, with pytester: options, ids, -k, skips, usage errors, a real cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecgfm_suite.settings import OPTIONS
+
+CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_cells.py").read_text()
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def bench(pytester: pytest.Pytester, data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    pytester.makepyfile(test_cells=CELL_TEST)
+    cache = tmp_path_factory.mktemp("cache")
+    weights = tmp_path_factory.mktemp("weights")
+
+    def common(*args: str) -> list[str]:
+        return ["-p", "no:randomly", f"--ecgfm-data-dir={data_dir}", f"--ecgfm-cache-dir={cache}",
+                f"--ecgfm-weights-dir={weights}", f"--ecgfm-reports-dir={pytester.path / 'reports'}", *args]
+
+    pytester.common = common  # type: ignore[attr-defined]
+    return pytester
+
+
+def test_help_lists_every_option(pytester: pytest.Pytester):
+    result = pytester.runpytest("--help")
+    for opt in OPTIONS:
+        result.stdout.fnmatch_lines([f"*{opt.cli}*"])
+
+
+@pytest.mark.parametrize("args", [("--ecgfm-seeds=zero",), ("--ecgfm-models=no_such_model",),
+                                  ("--ecgfm-tasks=no_such_task",), ("--ecgfm-scarcity=frac200",)])
+def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, args):
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ecgfm-suite*"])
+
+
+def test_collect_ids_and_k_selects_one_model(bench):
+    args = bench.common("--collect-only", "-q", "--ecgfm-models=random_cnn,openecg_codec_v6",
+                        "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac10,frac100")
+    result = bench.runpytest(*args)
+    ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::test_cell[" in line)
+    assert ids == ["openecg_codec_v6-ludb_sex-frac10", "openecg_codec_v6-ludb_sex-frac100",
+                   "random_cnn-ludb_sex-frac10", "random_cnn-ludb_sex-frac100"]
+    picked = bench.runpytest(*args, "-k", "random_cnn")
+    assert sorted(line for line in picked.stdout.lines if "::test_cell[" in line) == [
+        "test_cells.py::test_cell[random_cnn-ludb_sex-frac10]", "test_cells.py::test_cell[random_cnn-ludb_sex-frac100]"]
+
+
+def test_k_with_each_registered_model_selects_exactly_it(bench):
+    from ecgfm_suite.models.catalog import MODELS
+
+    result = bench.runpytest(*bench.common("--collect-only", "-q", f"--ecgfm-models={','.join(MODELS)}",
+                                           "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac10"))
+    collected = [line for line in result.stdout.lines if "::test_cell[" in line]
+    assert len(collected) == len(MODELS)
+    for model in MODELS:
+        assert [c for c in collected if model in c] == [f"test_cells.py::test_cell[{model}-ludb_sex-frac10]"]
+
+
+def test_collection_does_not_import_torch(bench):
+    bench.makeconftest("""
+import sys
+def pytest_collection_finish(session):
+    print("TORCH_IMPORTED", "torch" in sys.modules)
+""")
+    result = bench.runpytest_subprocess(*bench.common("--collect-only", "-q", "--ecgfm-tasks=ludb_sex"))
+    result.stdout.fnmatch_lines(["*TORCH_IMPORTED False*"])
+
+
+def test_missing_weights_skip_names_the_expected_path(bench):
+    result = bench.runpytest(*bench.common("-rs", "--ecgfm-models=ecg_fm", "--ecgfm-tasks=ludb_sex",
+                                           "--ecgfm-scarcity=frac100"))
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no checkpoint for ecg_fm: expected */ecg_fm/mimic_iv_ecg_physionet_pretrained.pt*"])
+
+
+def test_missing_data_skips_naming_the_data_dir(bench, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = bench.runpytest(*bench.common("-rs", "--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex",
+                                           "--ecgfm-scarcity=frac100", f"--ecgfm-data-dir={empty}"))
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"*{empty}*"])
+
+
+@pytest.mark.slow
+def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
+    args = bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac100",
+                        "--ecgfm-seeds=2", "--ecgfm-n-boot=100", "--ecgfm-run-id=first")
+    result = bench.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ecgfm-suite leaderboard*", "*ludb_sex*frac100*auroc*", "*results: *results.jsonl*"])
+    run = bench.path / "reports" / "first"
+    lines = (run / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    cell = json.loads(lines[0])
+    assert cell["cell_id"] == "random_cnn-ludb_sex-frac100" and cell["schema_version"] == 1
+    assert cell["seeds"] == [0, 1] and 0.0 <= cell["metrics"]["auroc"]["value"] <= 1.0
+    assert (run / "run.json").exists() and (run / "results.csv").exists()
+    assert (bench.path / "reports" / "latest").resolve() == run.resolve()
+    again = bench.runpytest(*args[:-1], "--ecgfm-run-id=second")
+    again.assert_outcomes(passed=1)
+    second = json.loads((bench.path / "reports" / "second" / "results.jsonl").read_text())
+    assert second["metrics"] == cell["metrics"]  # same seeds, cached embeddings → identical numbers
+    assert second["timings"]["encode_s"] == 0.0  # served from the embedding cache
