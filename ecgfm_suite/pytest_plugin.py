@@ -64,12 +64,13 @@ class BenchSession:
         from .runner import CellSkip, run_cell
 
         try:
-            result = run_cell(self.runner, cell, encoder)
+            out = run_cell(self.runner, cell, encoder)
         except CellSkip as exc:
             pytest.skip(str(exc))
-        self.run_dir.append(result)
+        self.run_dir.save_scores(cell.id, keys=out.test_keys, y_test=out.y_test, scores=out.test_scores)
+        self.run_dir.append(out.result)
         self.ran_cells = True
-        return result
+        return out.result
 
     def check(self, cell: Any, result: Any) -> list[str]:
         from .gate.floors import check_cell

@@ -80,7 +80,8 @@ class Runner:
         self._indexes: dict[str, Any] = {}
         self._tasks: dict[str, Any] = {}
         self._task_skips: dict[str, str] = {}
-        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray]] = {}
+        #: (model, dataset) → (row of key, X, records excluded while preparing)
+        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, int]] = {}
         self.models = model_plans(settings)
 
     # -- data ---------------------------------------------------------------------------------
@@ -171,8 +172,8 @@ class Runner:
         return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device())
 
     # -- embeddings ----------------------------------------------------------------------------------
-    def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict]:
-        """Embeddings of every usable record of a dataset, cached on disk; returns (row of key, X, manifest)."""
+    def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict, bool]:
+        """Embeddings of every usable record of a dataset, cached on disk: (row of key, X, manifest, cache hit)."""
         from ._io import sha256_json
         from .embeddings.encode import encode_prepared
         from .data.prepared import prepare_records
@@ -204,7 +205,7 @@ class Runner:
 
         cached = self.cache.get_or_compute(description, compute)
         rows = {k: i for i, k in enumerate(cached.keys)}
-        return rows, np.asarray(cached.X), cached.manifest
+        return rows, np.asarray(cached.X), cached.manifest, cached.hit
 
     def task_embeddings(self, encoder: Any, td: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """X aligned with the task's records and a mask of records that have an embedding."""
@@ -215,11 +216,13 @@ class Runner:
         for dataset_id in sorted(set(datasets.tolist())):
             memo_key = (encoder.spec.id, dataset_id)
             if memo_key not in self._embeddings:
-                rows, Xd, manifest = self.dataset_embeddings(encoder, dataset_id)
-                self._embeddings[memo_key] = (rows, Xd)
-                info["encode_s"] += manifest.get("timings", {}).get("encode_s", 0.0)
-                info["excluded"] += len(manifest.get("excluded", []))
-            rows, Xd = self._embeddings[memo_key]
+                rows, Xd, manifest, hit = self.dataset_embeddings(encoder, dataset_id)
+                self._embeddings[memo_key] = (rows, Xd, len(manifest.get("excluded", [])))
+                info["cache_hits"] += int(hit)
+                if not hit:
+                    info["encode_s"] += manifest["timings"]["encode_s"]
+            rows, Xd, n_excluded = self._embeddings[memo_key]
+            info["excluded"] += n_excluded
             for i in np.flatnonzero(datasets == dataset_id):
                 r = rows.get(td.keys[i])
                 if r is not None:
@@ -255,8 +258,19 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
-    """Fit the cell's probes over seeds on frozen embeddings and return its CellResult."""
+@dataclass(frozen=True, slots=True)
+class CellOutput:
+    """A cell's result plus the per-record test scores that paired model comparisons need."""
+
+    result: Any  # CellResult
+    test_keys: np.ndarray
+    y_test: np.ndarray
+    #: headline probe's test scores, one row per seed: (n_seeds, n_test[, C])
+    test_scores: np.ndarray
+
+
+def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
+    """Fit the cell's probes over seeds on frozen embeddings; return its CellResult and test scores."""
     from .data.scarcity import subset
     from .metrics import evaluate
     from .probes import fit_probe
@@ -276,6 +290,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
     task_type = td.task.type
     n_classes = len(td.classes) if task_type in ("multiclass", "multilabel") else None
     per_probe: dict[str, list[dict[str, Any]]] = {p: [] for p in s.probes}
+    headline_scores: list[np.ndarray] = []
     params: list[dict[str, Any]] = []
     n_train_used = []
     t1 = time.perf_counter()
@@ -286,17 +301,19 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
         for kind in s.probes:
             probe = fit_probe(kind, task_type, X[sub], y[sub], X[idx["val"]], y[idx["val"]], seed=seed,
                               n_classes=n_classes)
-            metrics = evaluate(task_type, y[idx["test"]], probe.predict_scores(X[idx["test"]]),
+            scores = probe.predict_scores(X[idx["test"]])
+            metrics = evaluate(task_type, y[idx["test"]], scores,
                                y_val=y[idx["val"]], scores_val=probe.predict_scores(X[idx["val"]]),
                                n_boot=s.n_boot, seed=seed)
             per_probe[kind].append(metrics)
             if kind == s.probes[0]:
                 params.append({"seed": seed, **probe.params})
+                headline_scores.append(np.asarray(scores, dtype=np.float32))
     t_probe = time.perf_counter() - t1
     headline, *others = s.probes
     plan = runner.models[cell.model]
     overlap = tuple(sorted(set(plan.spec.pretrained_on) & set(np.unique(td.dataset).tolist())))
-    return CellResult(
+    result = CellResult(
         cell_id=cell.id, model=cell.model, checkpoint_sha256=encoder.checkpoint_sha256,
         random_init=encoder.checkpoint_sha256 is None and not plan.spec.control,
         task=cell.task, task_type=task_type, dataset_versions=dict(td.dataset_versions),
@@ -309,3 +326,4 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> Any:
         exclusions={"records_without_embedding": int((~have).sum()), "dataset_exclusions": info["excluded"]},
         pretraining_overlap=overlap, environment=environment(), git_commit=git_commit(),
     )
+    return CellOutput(result, np.asarray(td.keys)[idx["test"]], y[idx["test"]], np.stack(headline_scores))

@@ -22,7 +22,7 @@ from .reader import read_and_validate
 from .records import DatasetIndex, Exclusion
 
 
-def find_roots(dataset_id: str, data_dir: str | Path, tree: Tree | None = None) -> list[Path]:
+def dataset_roots(dataset_id: str, data_dir: str | Path, tree: Tree | None = None) -> list[Path]:
     """Roots of ``dataset_id`` below ``data_dir`` (sorted); ``tree`` reuses an earlier walk."""
     spec = DATASETS.get(dataset_id)
     tree = tree if tree is not None else list_tree(data_dir)
@@ -35,7 +35,7 @@ def discover(data_dir: str | Path) -> dict[str, list[Path]]:
     Absent datasets have no key, so ``dataset_id in discover(d)`` asks "is it there?".
     """
     tree = list_tree(data_dir)
-    found = {dataset_id: find_roots(dataset_id, data_dir, tree) for dataset_id in DATASETS}
+    found = {dataset_id: dataset_roots(dataset_id, data_dir, tree) for dataset_id in DATASETS}
     return {dataset_id: roots for dataset_id, roots in found.items() if roots}
 
 
@@ -49,7 +49,7 @@ def load_index(dataset_id: str, data_dir: str | Path, strict: bool = False, *, v
     expected marker when the dataset is not there.
     """
     spec = DATASETS.get(dataset_id)
-    roots = find_roots(dataset_id, data_dir)
+    roots = dataset_roots(dataset_id, data_dir)
     if not roots:
         raise DataError(f"no {spec.name} ({dataset_id}) found below this folder: expected {spec.marker}", data_dir)
     scan = resolve(spec.scanner)

@@ -110,9 +110,11 @@ def prepare_records(
     ``spec_key`` names what determines the output besides the files (at least the
     ``InputSpec.to_dict()`` and the model family); with ``cache_dir`` the result is stored under
     a key of it plus every file's ``content_hash`` and loaded memory-mapped on a hit.
-    ``workers`` threads read and prepare ``chunk_size`` records at a time (wfdb and scipy
-    release the GIL for their heavy parts; threads need not pickle ``prepare_fn``, which is
-    often a bound encoder method).
+    ``workers`` threads read and prepare ``chunk_size`` records at a time. Threads, not
+    processes: ``prepare_fn`` is often a bound encoder method (a torch module, maybe on a GPU)
+    that must not be pickled or forked; numpy/scipy release the GIL in their array work, wfdb's
+    header parsing does not, so a second thread gains at most ~1.5×.
+    ``strict=True`` raises the first bad record's error instead of excluding it (also on a hit).
     """
     if "key" not in records.columns:
         raise SpecError("records need a 'key' column (a DatasetIndex.records frame)", "records")
@@ -121,6 +123,10 @@ def prepare_records(
         raise SpecError(f"duplicate record keys {dup}", "records")
     if workers < 1 or chunk_size < 1:
         raise SpecError(f"workers and chunk_size must be >= 1, got {workers}, {chunk_size}", "prepare_records")
+    try:
+        json.dumps(dict(spec_key))  # it goes into the manifest: fail now, not after the build
+    except TypeError as exc:
+        raise SpecError(f"spec_key must be JSON-serialisable: {exc}", "spec_key") from None
 
     def build(out_dir: Path) -> None:
         _build(records, prepare_fn, read, out_dir, workers=workers, strict=strict, chunk_size=chunk_size,
@@ -139,14 +145,14 @@ def prepare_records(
     entry = bucket / key
     if (entry / "manifest.json").exists():
         try:  # fast path: a committed entry is immutable, no lock needed to read it
-            return _load_entry(entry, key, from_cache=True)
+            return _check_strict(_load_entry(entry, key, from_cache=True), strict)
         except CacheError:
             pass  # re-checked and, if still corrupt, deleted under the lock
     bucket.mkdir(parents=True, exist_ok=True)
     with FileLock(bucket / f"{key}.lock"):
         if entry.exists():
             try:
-                return _load_entry(entry, key, from_cache=True)
+                return _check_strict(_load_entry(entry, key, from_cache=True), strict)
             except CacheError as exc:
                 warnings.warn(f"deleting corrupt prepared-array cache entry: {exc}", stacklevel=2)
                 shutil.rmtree(entry)
@@ -166,6 +172,14 @@ def prepare_records(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return _load_entry(entry, key)
+
+
+def _check_strict(prepared: PreparedSet, strict: bool) -> PreparedSet:
+    """A cached entry may hold exclusions from a lenient run; a strict caller gets the first as an error."""
+    if strict and prepared.excluded:
+        first = prepared.excluded[0]
+        raise RecordError(f"{first.reason} (cached exclusion, {len(prepared.excluded)} in all)", first.record)
+    return prepared
 
 
 def _prepare_one(row: Mapping[str, Any], prepare_fn: PrepareFn, read: ReadFn, strict: bool) -> np.ndarray | Exclusion:

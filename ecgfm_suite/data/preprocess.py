@@ -174,8 +174,9 @@ def select_leads(
 
     A lead the record lacks is zero-filled with mask False (``missing="zero"``) or refused with a
     :class:`SpecError` naming the absent leads and the record's leads (``"refuse"``). NaN/inf
-    samples become 0; a lead that is then constant (flat, all-NaN, disconnected) is zeroed and
-    masked False too, so it carries no offset into the model. ``path`` names the record in errors.
+    samples become 0; a lead that is then constant (flat, all-NaN, disconnected) is masked False
+    but keeps its value, as the official pipelines feed it (the normalisations map it to 0).
+    ``path`` names the record in errors.
     """
     _check_option("missing", missing, MISSING_LEADS, "select_leads")
     x = np.asarray(x)
@@ -197,9 +198,7 @@ def select_leads(
     out[present] = x[[i for i in source if i is not None]]
     out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
     if out.shape[-1]:
-        flat = out.max(axis=-1) == out.min(axis=-1)
-        out[flat] = 0.0
-        present &= ~flat
+        present &= out.max(axis=-1) > out.min(axis=-1)
     return out, present
 
 

@@ -65,6 +65,8 @@ class DatasetIndex:
     excluded: list[Exclusion] = field(default_factory=list)
     #: label files the loader looked for and did not find (e.g. Brugada-HUCA metadata.csv)
     missing_label_files: list[str] = field(default_factory=list)
+    #: dataset-level observations worth reporting (e.g. SNOMED codes missing from the mapping tables)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

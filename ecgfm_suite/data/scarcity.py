@@ -35,7 +35,7 @@ FEW_SHOT_BELOW = 50
 _LEVEL = re.compile(r"^(frac|shot)([1-9][0-9]*)$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScarcitySpec:
     kind: str  # "frac" or "shot"
     amount: int  # percent for frac, records per class for shot
@@ -54,7 +54,7 @@ class ScarcitySpec:
         if not match:
             raise SpecError(f"unknown scarcity level {name!r}: expected frac<1-100> or shot<k> "
                             f"(standard: {', '.join(LEVELS)})", "scarcity")
-        return cls(match.group(1), int(match.group(2)))
+        return cls(kind=match.group(1), amount=int(match.group(2)))
 
     @property
     def id(self) -> str:

@@ -71,7 +71,8 @@ def summarise_index(index: DatasetIndex) -> dict[str, Any]:
 
 
 def label_counts(spec: TaskSpec, labels: pd.Series) -> dict[str, int | float]:
-    """Class → records (multilabel: positives); regression: records and min/median/max; plus unlabelled."""
+    """Class → records (multilabel: positives, and records with none); regression: records and
+    min/median/max; plus unlabelled. Zero counts are left out."""
     values = [v for v in labels if not isinstance(v, Unlabelled)]
     unlabelled = len(labels) - len(values)
     counts: dict[str, int | float]
@@ -83,8 +84,8 @@ def label_counts(spec: TaskSpec, labels: pd.Series) -> dict[str, int | float]:
     else:
         found = Counter(c for v in values for c in (v if spec.type == "multilabel" else (v,)))
         counts = {c: int(found[c]) for c in spec.classes if found[c]}
-        if spec.type == "multilabel":
-            counts["no positive class"] = sum(1 for v in values if not v)
+        if spec.type == "multilabel" and (empty := sum(1 for v in values if not v)):
+            counts["no positive class"] = empty
     if unlabelled:
         counts[UNLABELLED] = unlabelled
     return counts

@@ -33,15 +33,20 @@ def check_targets(task_type: str, y: object, *, name: str = "y", n_classes: int 
     bad = (arr < 0) | (arr >= top) if top is not None else arr < 0
     if np.any(bad):
         allowed = "0/1" if top == 2 else f"0..{top - 1}" if top is not None else ">= 0"
-        raise DataError(f"{task_type} targets must be {allowed}; found {np.unique(arr[bad])[:5].tolist()}", name)
+        found = np.unique(arr[bad])[:5].tolist()
+        raise DataError(f"{task_type} targets must be {allowed}; found {found}", name)
     return arr.astype(np.int8 if task_type == "multilabel" else np.int64)
 
 
 def check_scores(task_type: str, scores: object, n_records: int, *, name: str = "scores",
                  n_classes: int | None = None) -> np.ndarray:
     """Scores as probes emit them: (N,) for binary/regression, (N, C) for multiclass/multilabel."""
-    arr = np.asarray(scores, dtype=np.float64)
-    want = (n_records,) if task_type in ("binary", "regression") else (n_records, n_classes or (arr.shape[-1] if arr.ndim else 0))
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"scores must be numeric: {exc}", name) from None
+    width = n_classes or (arr.shape[-1] if arr.ndim else 0)
+    want = (n_records,) if task_type in ("binary", "regression") else (n_records, width)
     if arr.shape != want or (arr.ndim == 2 and arr.shape[1] < 1):
         raise DataError(f"{task_type} scores must have shape {want}, got {arr.shape}", name)
     if not np.all(np.isfinite(arr)):

@@ -56,10 +56,21 @@ def build_seeded(build: Callable[[], M], seed: int = INIT_SEED) -> M:
 
 
 def count_parameters(build: Callable[[], Any]) -> int:
-    """Parameter count of the module ``build()`` makes, built on the meta device (no memory, no init cost)."""
-    import torch
+    """Parameter count of the module ``build()`` makes, with every ``torch.nn.init`` initialiser skipped.
 
-    with torch.device("meta"):
+    The tensors stay uninitialised (large ones are untouched mmap pages, so this costs neither
+    time nor memory). Not the meta device: weight norm and random init on meta tensors run
+    through torch's Python reference kernels, whose first use imports torch._dynamo (seconds).
+    """
+    from torch.overrides import TorchFunctionMode
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            if getattr(func, "__module__", "") == "torch.nn.init":
+                return args[0] if args else (kwargs or {})["tensor"]
+            return func(*args, **(kwargs or {}))
+
+    with SkipInit():
         module = build()
     return sum(p.numel() for p in module.parameters())
 

@@ -18,7 +18,6 @@ Classes are built lazily (:func:`s4_classes`) so that importing this module does
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ DT_MIN, DT_MAX = 1e-3, 1e-1
 
 
 def fft_nodes(length: int) -> tuple[Any, Any]:
-    """``SSKernelNPLR._omega(L)``: ω_k = exp(−2πi/L)^k, k = 0..L/2, and z_k = 2(1 − ω_k)/(1 + ω_k), complex64."""
+    """``SSKernelNPLR._omega(L)``: ω_k = exp(−2πi/L)^k, k = 0..L/2; z_k = 2(1 − ω_k)/(1 + ω_k); complex64."""
     import torch
 
     omega = torch.tensor(np.exp(-2j * np.pi / length), dtype=torch.cfloat, device="cpu")
@@ -36,22 +35,26 @@ def fft_nodes(length: int) -> tuple[Any, Any]:
     return omega, 2 * (1 - omega) / (1 + omega)
 
 
-@lru_cache(maxsize=8)
-def hippo_legs_nplr(state_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``nplr('legs', N, rank=1)``: eigenvalues w (N/2), low-rank P (1, N/2) and B (N/2), complex.
+def hippo_legs_nplr(state_dim: int) -> tuple[Any, Any, Any]:
+    """``nplr('legs', N, rank=1)``: eigenvalues w (N/2), low-rank P (1, N/2) and B (N/2), complex64.
 
     A_LegS + PᵀP is normal; its eigenvectors V diagonalise it, keeping one of each conjugate pair.
+    Computed like the official code (``torch.linalg.eig`` in float32), so that the eigenvector
+    phases, hence P and B, come out as in the released checkpoint.
     """
+    import torch
+
     q = np.arange(state_dim, dtype=np.float64)
     col, row = np.meshgrid(q, q)
     t = np.sqrt(2 * q + 1)
-    a = -(np.where(row >= col, 2 * q + 1, 0.0)[:, :] - np.diag(q))
-    a = t[:, None] * a / t[None, :]
-    p = np.sqrt(0.5 + q)[None, :]
-    w, v = np.linalg.eig(a + p.T @ p)
-    w, v = w[0::2], v[:, 0::2]
+    a = -(np.where(row >= col, 2 * q + 1, 0.0) - np.diag(q))
+    a = torch.as_tensor(t[:, None] * a / t[None, :], dtype=torch.float, device="cpu")
+    p = torch.sqrt(0.5 + torch.arange(state_dim, dtype=torch.float, device="cpu")).unsqueeze(0)
+    w, v = torch.linalg.eig(a + p.T @ p)
+    w, v = w[0::2].contiguous(), v[:, 0::2].contiguous()
     v_inv = v.conj().T
-    return w, p @ v_inv.T, v_inv @ t
+    b = torch.as_tensor(t, dtype=torch.float, device="cpu").to(v)
+    return w, p.to(v) @ v_inv.T, v_inv @ b
 
 
 def s4_classes() -> dict[str, type]:
@@ -166,7 +169,7 @@ def s4_classes() -> dict[str, type]:
             kernel = self.kernel.kernel
             h, n = kernel.log_dt.shape[0], kernel.C.shape[2]
             kernel.log_dt.copy_(torch.rand(h) * (math.log(DT_MAX) - math.log(DT_MIN)) + math.log(DT_MIN))
-            w, p, b = (torch.from_numpy(a).to(torch.cfloat) for a in hippo_legs_nplr(2 * n))
+            w, p, b = hippo_legs_nplr(2 * n)
             kernel.w.copy_(torch.view_as_real(w.expand(h, n)))
             kernel.B.copy_(torch.view_as_real(b.expand(1, h, n)))
             kernel.P.copy_(torch.view_as_real(p.unsqueeze(1).expand(1, h, n)))

@@ -135,6 +135,9 @@ _SPECS = [
         id="openecg_codec_v6", family="openecg_codec", loader=f"{_M}.openecg_codec:load", embed_dim=128,
         input_spec=InputSpec(fs=500, leads=("II",), window=5000, pipeline="openecg_rank"),
         weights="openecg_codec_v6/codec_v6.pt", bundled="openecg:models/codec_v6.pt", released_params=1_159_572,
+        # model_config of the shipped codec_v6.pt (the checkpoint's own config wins when loaded)
+        config={"patch_size": 10, "d_model": 128, "n_heads": 4, "n_layers": 8, "mid_split": 4, "ff": 256,
+                "lower_kernel": 7, "pos_type": "sinusoidal", "use_lead_emb": False, "conv_stem": False},
         licence_code="Apache-2.0", licence_weights="Apache-2.0 (shipped in the openecg wheel)",
         pretrained_on=("ludb", "qtdb", "mitdb", "incart", "ptbxl"),
         pooling="mean of upper-transformer tokens (derived; no official embedding API)",

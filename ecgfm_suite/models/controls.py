@@ -8,10 +8,11 @@ the model, and it is identical in every process.
 ``handcrafted``: classic measurements per window (250 Hz, 12 leads, band-passed 0.5–40 Hz, mV),
 in the fixed order of :func:`feature_names`:
 
-1. rhythm (R-peaks by ``neurokit2.ecg_findpeaks`` (the detector of ``ecg_peaks``) on lead II, or on the lead with the largest
-   robust amplitude when lead II gives < 3 plausible peaks): ``hr_mean_bpm``, ``rr_mean_ms``,
-   ``rr_sdnn_ms``, ``rr_rmssd_ms``, ``rr_pnn50`` (fraction of successive RR differences > 50 ms),
-   ``rr_cv`` (SDNN / mean RR), ``rr_irregularity`` (median |ΔRR| / median RR, high in AF);
+1. rhythm (R-peaks by ``neurokit2.ecg_findpeaks``, the detector ``ecg_peaks`` runs, on lead II,
+   or on the lead with the largest robust amplitude when lead II gives < 3 plausible peaks):
+   ``hr_mean_bpm``, ``rr_mean_ms``, ``rr_sdnn_ms``, ``rr_rmssd_ms``, ``rr_pnn50`` (fraction of
+   successive RR differences > 50 ms), ``rr_cv`` (SDNN / mean RR), ``rr_irregularity`` (median
+   |ΔRR| / median RR, high in AF);
 2. intervals (medians over beats; physiologically implausible values discarded): ``qrs_ms`` from
    the global QRS onset/offset of the median beat (multi-lead spatial velocity, see
    :func:`qrs_bounds`), ``pr_ms`` / ``qt_ms`` from neurokit2's prominence delineation (P onset,
@@ -294,7 +295,7 @@ class HandcraftedEncoder:
         self.embed_dim = len(self.names)
         self.checkpoint_sha256: str | None = None
         require(spec.embed_dim == self.embed_dim, spec.id,
-                f"embed_dim {spec.embed_dim} != {self.embed_dim} handcrafted features for leads {spec.input_spec.leads}")
+                f"embed_dim {spec.embed_dim} != {self.embed_dim} features for leads {spec.input_spec.leads}")
 
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return prepare(x, fs, tuple(leads), self.input_spec)

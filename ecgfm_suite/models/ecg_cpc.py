@@ -21,8 +21,11 @@ then **verified** against nodes regenerated for the configured kernel length
 architecture is refused instead of silently producing a different kernel.
 
 Preprocessing is the benchmark's downstream path: standard 12 leads in mV, no filter, no
-normalisation, non-overlapping 2.5-s windows cut at the record's own rate and each resampled to
-240 Hz with ``resampy.resample`` (the official ``Resample`` transform) → (12, 600).
+normalisation (no ±3 mV clipping either: that was applied to the pretraining data only),
+non-overlapping 2.5-s windows cut at the record's own rate and each resampled to 240 Hz with
+``resampy.resample`` (the official ``Resample`` transform) → (12, 600). A trailing part shorter
+than a window is dropped as officially; a record shorter than one window, which the official
+dataset skips, is zero-padded to one window so that it still gets an embedding.
 """
 
 from __future__ import annotations
@@ -67,7 +70,6 @@ _IGNORED_PREFIXES = ("ts.head_ssl.", "ts.loss.")
 _IGNORED = ("hydra_config", "overrides", "ts.pred.dropout", "ts.pred.tie_dropout", "class_")
 _TARGETS = {"ts.enc._target_": "clinical_ts.ts.encoder.RNNEncoder", "ts.pred._target_": "clinical_ts.ts.s4.S4Predictor"}
 
-_WINDOW_S = 2.5
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -126,7 +128,7 @@ def architecture(spec: ModelSpec, checkpoint: Path | None, overrides: Mapping[st
 
 
 def build_module(cfg: Mapping[str, Any]) -> Any:
-    """``TimeSeriesEncoder`` minus ``head_ssl``: the modules ``encoder`` and ``predictor``; forward → seq (B, T, D)."""
+    """``TimeSeriesEncoder`` minus ``head_ssl``: modules ``encoder`` and ``predictor``; forward → seq (B, T, D)."""
     from torch import nn
 
     from ._s4 import s4_classes

@@ -231,22 +231,26 @@ class EcgFmEncoder(TorchEncoder):
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         """ReorderLeads → LinearResample(500) → HandleConstantLeads('zero') → Standardize → 5-s segments.
 
-        NaN → 0 first (the official transforms have no NaN step; a NaN would poison its lead's
-        z-score). A record shorter than 5 s is zero-padded to one segment (the official
-        segmentation would drop it)."""
+        NaN → 0 first (``select_leads``; the official transforms have no NaN step and a NaN would
+        poison its lead's z-score). A record shorter than 5 s is zero-padded to one segment (the
+        official segmentation would drop it)."""
         spec = self.input_spec
-        y, _ = select_leads(np.nan_to_num(np.asarray(x), nan=0.0), tuple(leads), spec.leads, spec.missing_leads)
+        y, _ = select_leads(np.asarray(x), tuple(leads), spec.leads, spec.missing_leads)
         y = y.astype(np.float64)
         if fs != spec.fs:
             y = linear_resample(y, fs, spec.fs)
-        std = y.std(axis=1, keepdims=True)
-        y = np.where(std == 0, 0.0, y)
-        y = (y - y.mean(axis=1, keepdims=True)) / (y.std(axis=1, keepdims=True) + 1e-8)
+        y = np.where(y.std(axis=1, keepdims=True) == 0, 0.0, y)  # HandleConstantLeads('zero')
+        y = (y - y.mean(axis=1, keepdims=True)) / (y.std(axis=1, keepdims=True) + 1e-8)  # Standardize
         return windows(y.astype(np.float32), spec.window, "all")
 
     def forward_embed(self, x: Any) -> Any:
-        out = self.module(x)
-        return out.sum(dim=1) / (out != 0).sum(dim=1).clamp(min=1)
+        return pool_tokens(self.module(x))
+
+
+def pool_tokens(tokens: Any) -> Any:
+    """(B, T, D) → (B, D): ECG-FM ``scripts/embs.py`` pooling, the sum over tokens divided by the
+    per-feature count of non-zero entries (a feature that is zero at every token gives 0, not 0/0)."""
+    return tokens.sum(dim=1) / (tokens != 0).sum(dim=1).clamp(min=1)
 
 
 def _architecture_from_cfg(obj: Any, released: Mapping[str, Any]) -> dict[str, Any]:

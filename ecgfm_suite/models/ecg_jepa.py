@@ -35,7 +35,7 @@ from .spec import ModelSpec
 #: official ``ecg_jepa`` arguments without effect on the eval-mode context encoder (predictor,
 #: masking, regularisation, init) and the fixture manifest's class annotation
 _IGNORED = ("predictor_embed_dim", "predictor_depth", "predictor_num_heads", "mask_scale", "mask_type",
-            "drop_rate", "attn_drop_rate", "drop_path_rate", "init_std", "qk_scale", "class_")
+            "drop_rate", "attn_drop_rate", "drop_path_rate", "init_std", "class_")
 
 
 def sincos_2d(embed_dim: int, n_leads: int, n_patches: int) -> np.ndarray:
@@ -148,7 +148,8 @@ def build_module(config: Mapping[str, Any]) -> Any:
     require(config["pos_type"] in ("sincos", "learnable"), "ecg_jepa",
             f"pos_type {config['pos_type']!r} is not the released additive table ('sincos')")
     require(list(config["leads"]) == list(range(config["c"])), "ecg_jepa",
-            f"lead subsets (leads={list(config['leads'])}) are not supported; the released encoder uses all {config['c']}")
+            f"lead subsets (leads={list(config['leads'])}) are not supported; "
+            f"the released encoder uses all {config['c']}")
     cls = _jepa_classes()["MaskTransformer"]
     return cls(**{k: config[k] for k in ("encoder_embed_dim", "encoder_depth", "encoder_num_heads", "mlp_ratio",
                                          "qkv_bias", "c", "p", "t")})

@@ -171,9 +171,8 @@ class ECGFounderEncoder(TorchEncoder):
 
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
-        y, _ = select_leads(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0), tuple(leads), spec.leads,
-                            spec.missing_leads)
-        y = np.asarray(y, dtype=np.float64)
+        y, _ = select_leads(np.asarray(x), tuple(leads), spec.leads, spec.missing_leads)  # also NaN → 0
+        y = y.astype(np.float64)
         if fs != spec.fs:  # the official code expects 500 Hz input and never resamples
             y = resample(y, fs, spec.fs, spec.resampler).astype(np.float64)
         y = y[:, : spec.window]

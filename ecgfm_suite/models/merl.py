@@ -95,10 +95,10 @@ class MerlEncoder(TorchEncoder):
 
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         """MIMIC lead order, first 10 s, zero-pad short records BEFORE the min-max (as the official
-        ICBEB branch pads 2500 → 5000), then one global min-max. NaN → 0 (the downstream code has no
-        NaN handling: a NaN would turn the whole min-max input into NaN)."""
+        ICBEB branch pads 2500 → 5000), then one global min-max. NaN → 0 (``select_leads``; the
+        downstream code has no NaN handling: a NaN would turn the whole min-max input into NaN)."""
         spec = self.input_spec
-        y, _ = select_leads(np.nan_to_num(np.asarray(x), nan=0.0), tuple(leads), spec.leads, spec.missing_leads)
+        y, _ = select_leads(np.asarray(x), tuple(leads), spec.leads, spec.missing_leads)
         if fs != spec.fs:  # the official code reads 500 Hz records only and never resamples
             y = resample(y, fs, spec.fs, spec.resampler)
         y = windows(y, spec.window, "first")[0].astype(np.float64)

@@ -27,7 +27,8 @@ from ..registry import Registry, resolve
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeSpec:
     id: str
-    #: "module:attr" of ``fit(task_type, X_train, y_train, X_val, y_val, *, seed, n_classes) -> (estimator, params)``
+    #: "module:attr" of ``fit(task_type, X_train, y_train, X_val, y_val, *, seed, n_classes)``
+    #: returning ``(estimator, params)``; ``seed`` matters to stochastic probes (MLP) only
     fitter: str
     description: str = ""
 
@@ -56,8 +57,8 @@ def check_embeddings(X: Any, *, name: str, n_records: int | None = None, n_featu
         raise DataError(f"{arr.shape[1]} features, the probe was fitted on {n_features}", name)
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
-        raise DataError(f"{int(bad.sum())} records with non-finite embeddings (first rows {np.flatnonzero(bad)[:5].tolist()})",
-                        name)
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise DataError(f"{int(bad.sum())} records with non-finite embeddings (first rows {rows})", name)
     return arr
 
 
@@ -95,8 +96,11 @@ class FittedProbe:
         object.__setattr__(self, "constant_scores", MappingProxyType(dict(self.constant_scores)))
 
     def predict_scores(self, X: Any) -> np.ndarray:
-        """binary: (N,) P(class 1); multiclass: (N, C) probabilities; multilabel: (N, C) per-label
-        probabilities; regression: (N,) predictions."""
+        """Scores in the layout ``metrics.evaluate`` expects.
+
+        binary: (N,) P(class 1); multiclass: (N, C) probabilities (a class absent from training
+        scores 0); multilabel: (N, C) per-label probabilities; regression: (N,) predictions.
+        """
         X = check_embeddings(X, name="X", n_features=self.n_features)
         return _single_threaded(self._scores)(X)
 
@@ -107,7 +111,8 @@ class FittedProbe:
         for k, value in self.constant_scores.items():
             out[:, k] = value
         if self.fitted_labels:
-            out[:, list(self.fitted_labels)] = scores_from(self.estimator, "multilabel", X, len(self.fitted_labels))
+            layout = "binary" if len(self.fitted_labels) == 1 else "multilabel"
+            out[:, list(self.fitted_labels)] = scores_from(self.estimator, layout, X, 2).reshape(len(X), -1)
         return out
 
 
@@ -128,17 +133,15 @@ class ValidationTracker:
         self.best_value = math.nan
         self.best_model: Any = None
 
-    def update(self, model: Any, val_scores: np.ndarray) -> bool:
-        """Score one candidate; keep a copy of it if it is the best so far (returns whether it is)."""
+    def update(self, model: Any, val_scores: np.ndarray) -> None:
+        """Score one candidate; keep a copy of it if it is the best so far."""
         try:
             value = point_estimate(self.metric, self.task_type, self.y_val, val_scores)
         except DataError:
             value = math.nan
         self.curve.append(None if math.isnan(value) else round(value, 6))
-        improved = not math.isnan(value) and (math.isnan(self.best_value) or self._spec.better(value, self.best_value))
-        if improved:
+        if not math.isnan(value) and (math.isnan(self.best_value) or self._spec.better(value, self.best_value)):
             self.best_index, self.best_value, self.best_model = len(self.curve) - 1, value, copy.deepcopy(model)
-        return improved
 
     def chosen(self, default: int) -> int:
         return default if self.best_index is None else self.best_index
@@ -168,8 +171,13 @@ def fit_probe(kind: str, task_type: str, X_train: Any, y_train: Any, X_val: Any,
         prevalence = y_tr.mean(axis=0)
         varying = tuple(int(k) for k in np.flatnonzero((prevalence > 0) & (prevalence < 1)))
         constant = {int(k): float(prevalence[k]) for k in range(n_outputs) if k not in varying}
-        estimator, params = (None, {}) if not varying else fit(
-            task_type, X_tr, y_tr[:, varying], X_va, y_va[:, varying], seed=seed, n_classes=len(varying))
+        estimator, params = None, {}
+        if len(varying) == 1:  # scikit-learn reads a one-column label matrix as a binary target
+            estimator, params = fit("binary", X_tr, y_tr[:, varying[0]], X_va, y_va[:, varying[0]], seed=seed,
+                                    n_classes=2)
+        elif varying:
+            estimator, params = fit(task_type, X_tr, y_tr[:, varying], X_va, y_va[:, varying], seed=seed,
+                                    n_classes=len(varying))
         params = {**params, "constant_labels": sorted(constant)}
         return FittedProbe(**common, estimator=estimator, params=params, fitted_labels=varying,
                            constant_scores=constant)
@@ -208,10 +216,9 @@ def _n_outputs(task_type: str, y_tr: np.ndarray, y_va: np.ndarray, n_classes: in
 def _prior_only(X: np.ndarray, y: np.ndarray) -> Any:
     """A training split with one class: predict its prior, i.e. a constant score."""
     from sklearn.dummy import DummyClassifier
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return Pipeline([("scale", StandardScaler()), ("probe", DummyClassifier(strategy="prior"))]).fit(X, y)
+    return pipeline(StandardScaler().fit(X), DummyClassifier(strategy="prior").fit(X, y))
 
 
 def scaled(X_train: np.ndarray, X_val: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:

@@ -70,7 +70,7 @@ def fit(task_type: str, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndar
     else:
         grid, name = C_GRID, "C"
         model = (LabelwiseLogistic(warm_start=True) if task_type == "multilabel"
-                 else LogisticRegression(max_iter=MAX_ITER, warm_start=True, random_state=seed))
+                 else LogisticRegression(max_iter=MAX_ITER, warm_start=True))
     tracker = ValidationTracker(task_type, y_val)
     with warnings.catch_warnings():
         # non-convergence at weak regularisation is recorded in params (n_iter == max_iter), not printed

@@ -20,7 +20,9 @@ from .base import ValidationTracker, pipeline, scaled, scores_from
 HIDDEN = 256
 ALPHA = 1e-3
 LEARNING_RATE = 1e-3
+#: mini-batch size; small (few-shot) training splits use smaller batches so an epoch still takes ~10 steps
 BATCH = 128
+MIN_BATCH = 16
 MAX_EPOCHS = 200
 PATIENCE = 10
 
@@ -29,7 +31,7 @@ def fit(task_type: str, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndar
         seed: int, n_classes: int) -> tuple[Any, dict[str, Any]]:
     scaler, X_tr, X_va = scaled(X_train, X_val)
     settings = {"hidden_layer_sizes": (HIDDEN,), "alpha": ALPHA, "learning_rate_init": LEARNING_RATE,
-                "batch_size": min(BATCH, len(X_tr)), "random_state": seed}
+                "batch_size": min(len(X_tr), max(MIN_BATCH, min(BATCH, len(X_tr) // 10))), "random_state": seed}
     if task_type == "regression":
         model: Any = MLPRegressor(**settings)
         mean, scale = float(y_train.mean()), float(y_train.std()) or 1.0

@@ -15,7 +15,7 @@ from typing import Any
 from filelock import FileLock
 
 from .. import __version__
-from .._io import write_atomic
+from .._io import atomic_open, write_atomic
 from .cell import CellResult
 
 
@@ -75,6 +75,21 @@ class RunDir:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
+
+    def save_scores(self, cell_id: str, **arrays: Any) -> Path:
+        """Per-record test scores of a cell (``cells/<cell_id>.npz``, no pickle) for paired comparisons."""
+        import numpy as np
+
+        target = self.path / "cells" / f"{cell_id}.npz"
+        with atomic_open(target, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        return target
+
+    def load_scores(self, cell_id: str) -> dict[str, Any]:
+        import numpy as np
+
+        with np.load(self.path / "cells" / f"{cell_id}.npz", allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
 
     def results(self) -> list[CellResult]:
         """Latest result per cell id (a rerun of a cell supersedes the earlier line)."""

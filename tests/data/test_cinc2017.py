@@ -107,3 +107,13 @@ def test_reference_with_wrong_columns_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="expected 2 columns") as err:
         cinc2017.scan(root)
     assert err.value.path == str(root / "REFERENCE.csv")
+
+
+def test_record_listed_twice_is_excluded_once(tmp_path: Path) -> None:
+    root = write_cinc2017(tmp_path).root
+    ref = root / "REFERENCE.csv"
+    ref.write_text(ref.read_text() + "A00001,A\n")
+    index = cinc2017.scan(root)
+    assert len(index.records) == 5 and index.records.set_index("record_id").loc["A00001", "af_label"] == "N"
+    [ex] = index.excluded
+    assert ex.record == "A00001" and ex.reason == "A00001 is listed twice in REFERENCE.csv (first row kept)"

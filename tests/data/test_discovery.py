@@ -8,7 +8,7 @@ import pytest
 
 from ecgfm_suite.data import reader
 from ecgfm_suite.data.datasets import DATASETS
-from ecgfm_suite.data.discovery import discover, find_roots, load_index
+from ecgfm_suite.data.discovery import dataset_roots, discover, load_index
 from ecgfm_suite.errors import DataError
 from fixtures.layouts import write_brugada, write_cinc2017, write_ludb, write_ptbxl, write_record
 
@@ -41,7 +41,7 @@ def test_discover_finds_each_layout_by_content(written) -> None:
     found = discover(data)
     assert found == {k: [v] for k, v in roots.items()}  # absent datasets have no key, decoys are not found
     for dataset_id in MINE:
-        assert find_roots(dataset_id, data) == [roots[dataset_id]]
+        assert dataset_roots(dataset_id, data) == [roots[dataset_id]]
 
 
 def test_load_index_on_written_layouts(written) -> None:

@@ -211,3 +211,15 @@ def test_age_falls_back_to_table(tmp_path: Path) -> None:
         hea.write_text("".join(ln + "\n" for ln in hea.read_text().splitlines() if "<age>" not in ln))
     r = ludb.scan(root).records.set_index("record_id")
     assert r.loc["1", "age"] == 51 and math.isnan(r.loc["3", "age"])  # ">89" is not a number
+
+
+def test_row_listed_twice_is_excluded_once(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    with open(root / "ludb.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(root / "ludb.csv", "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(rows[0])).writerow({**rows[1], "Sex": "F\n"})
+    index = ludb.scan(root)
+    assert len(index.records) == 4 and index.records.set_index("record_id").loc["2", "sex"] == "M"
+    assert [(ex.record, ex.reason) for ex in index.excluded] == [
+        ("2", "record 2 is listed twice in ludb.csv (first row kept)")]

@@ -233,6 +233,8 @@ def test_bad_records_are_excluded_with_reasons(records, tmp_path):
     assert cached.from_cache and cached.excluded == got.excluded
     with pytest.raises(RecordError, match="r003.dat"):
         prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, strict=True)
+    with pytest.raises(RecordError, match="cached exclusion"):  # a lenient run's entry does not pass strict
+        prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", strict=True)
 
 
 def test_window_shape_mismatch_is_excluded(records):
@@ -285,4 +287,6 @@ def test_bad_arguments_are_spec_errors(records):
         prepare_records(records.drop(columns="key"), prepare_fn, spec_key=SPEC_KEY, cache_dir=None)
     with pytest.raises(ValueError, match="workers"):
         prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, workers=0)
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        prepare_records(records, prepare_fn, spec_key={"spec": SPEC}, cache_dir=None)
 

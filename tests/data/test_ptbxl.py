@@ -121,3 +121,14 @@ def test_missing_scp_statements(tmp_path: Path) -> None:
     assert index.missing_label_files == [str(written.root / "scp_statements.csv")]
     assert len(index.records) == 4
 
+
+
+def test_row_listed_twice_is_excluded_once(tmp_path: Path) -> None:
+    written = write_ptbxl(tmp_path / "p", records500=False)
+    db = written.root / "ptbxl_database.csv"
+    lines = db.read_text().splitlines(keepends=True)
+    db.write_text("".join(lines) + lines[1])
+    index = ptbxl.scan(written.root)
+    assert len(index.records) == 4
+    assert [(ex.record, ex.reason) for ex in index.excluded] == [
+        ("1", "ecg_id 1 is listed twice in ptbxl_database.csv (first row kept)")]

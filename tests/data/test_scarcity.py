@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +13,7 @@ from ecgfm_suite.data.scarcity import LEVELS, ScarcitySpec, default_levels, pars
 from ecgfm_suite.data.tasks import build_task
 from ecgfm_suite.errors import SpecError
 
-from .factories import binary_index
+from .factories import binary_index, make_index
 
 FAST = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 FRACS = [lv for lv in LEVELS if lv.startswith("frac")]
@@ -23,12 +22,12 @@ SHOTS = [lv for lv in LEVELS if lv.startswith("shot")]
 
 def test_parse_levels():
     assert [parse_level(lv).id for lv in LEVELS] == list(LEVELS)
-    assert parse_level("frac10") == ScarcitySpec("frac", 10) and parse_level("shot5").kind == "shot"
+    assert parse_level("frac10") == ScarcitySpec(kind="frac", amount=10) and parse_level("shot5").kind == "shot"
     for bad in ("frac0", "frac101", "shot0", "frac10.5", "", "FRAC10", "frac010", "few", "shot-1"):
         with pytest.raises(SpecError, match="scarcity"):
             parse_level(bad)
     with pytest.raises(SpecError):
-        ScarcitySpec("half", 5)
+        ScarcitySpec(kind="half", amount=5)
 
 
 @st.composite
@@ -141,11 +140,5 @@ def test_default_levels():
     large = build_task("code15_chagas", {"code15": binary_index(200, 300)})
     assert min(large.counts["train"].values()) >= 50
     assert default_levels(large) == ("frac10", "frac100")
-    ages = build_task("ludb_age", {"ludb": pd_index_of_ages(60)})
-    assert default_levels(ages) == ("frac10", "frac100")
-
-
-def pd_index_of_ages(n):
-    from .factories import make_index
-
-    return make_index("ludb", [{"record_id": str(i), "age": float(20 + i)} for i in range(n)])
+    ages = make_index("ludb", [{"record_id": str(i), "age": float(20 + i)} for i in range(60)])
+    assert default_levels(build_task("ludb_age", {"ludb": ages})) == ("frac10", "frac100")

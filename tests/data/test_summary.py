@@ -68,7 +68,7 @@ def test_summary_of_real_ptbxl_and_challenge(data_dir):
     indexes = real_indexes(data_dir, "ptbxl", "challenge2021")
     ptbxl = summarise_index(indexes["ptbxl"])
     assert ptbxl["tasks"]["ptbxl_superdiag"] == {"NORM": 172, "MI": 44, "STTC": 62, "CD": 48, "HYP": 28,
-                                                 "no positive class": 0, "unlabelled": 7}  # data README
+                                                 "unlabelled": 7}  # data README
     assert ptbxl["tasks"]["ptbxl_rhythm"]["SR"] == 241  # README statement count
     assert sum(v for k, v in ptbxl["tasks"]["rhythm"].items() if k != "unlabelled") + \
         ptbxl["tasks"]["rhythm"]["unlabelled"] == 300

@@ -185,7 +185,6 @@ def test_ptbxl_missing_statement_table(ptbxl_toy, tmp_path):
     with pytest.raises(TaskSkip, match="scp_statements.csv"):
         ptbxl.superdiag(missing)
     (tmp_path / "scp_statements.csv").unlink()
-    ptbxl._statement_table.cache_clear()
     with pytest.raises(DataError, match="scp_statements.csv"):
         ptbxl.superdiag(ptbxl_toy)
 
@@ -311,6 +310,29 @@ def test_build_regression_is_float32_and_needs_records_per_split():
     assert sum(c["records"] for c in td.counts.values()) == 60
     with pytest.raises(TaskSkip, match="records: records per split"):
         build_task("ludb_age", {"ludb": make_index("ludb", [{"record_id": str(i), "age": 50.0} for i in range(20)])})
+
+
+def test_build_skips_when_nothing_is_labelled_naming_why():
+    index = make_index("cinc2017", [{"record_id": f"A{i}", "af_label": "N"} for i in range(5)])
+    with pytest.raises(TaskSkip, match=r"only 0 labelled records \(unlabelled: cinc2017: sex unknown 5\)"):
+        build_task("sex", {"cinc2017": index})
+
+
+def skipping_labeler(index):
+    if index.dataset == "ludb":
+        raise TaskSkip("labels need ludb.csv, which is missing", "/data/ludb.csv")
+    return demographics.sex(index)
+
+
+def test_pooled_task_skips_only_the_dataset_whose_labels_are_missing():
+    spec = TaskSpec(**(SPEC | {"datasets": ("ludb", "code15"), "classes": ("female", "male"),
+                               "labeler": f"{__name__}:skipping_labeler"}))
+    code = make_index("code15", [{"record_id": str(i), "sex": "MF"[i % 2]} for i in range(40)])
+    td = build_task(spec, {"ludb": ludb_index(rhythm=[()] * 5), "code15": code})
+    assert set(td.dataset) == {"code15"} and td.dataset_versions == {"code15": "test"}
+    assert "ludb.csv" in td.skipped_datasets["ludb"]
+    with pytest.raises(TaskSkip, match="ludb.csv"):
+        build_task(spec, {"ludb": ludb_index(rhythm=[()] * 5)})
 
 
 def undeclared_labeler(index):

@@ -62,6 +62,18 @@ def test_legacy_weight_norm_keys_in_a_bare_safetensors(fixture: dict, tmp_path: 
     np.testing.assert_allclose(_embed(encoder, fixture["raw"]), fixture["official"], rtol=1e-4, atol=1e-5)
 
 
+def test_hf_folder_with_pytorch_model_bin(fixture: dict, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "hf_bin"
+    folder.mkdir()
+    shutil.copy(fixture["hf_dir"] / "config.json", folder / "config.json")
+    torch.save(load_file(str(fixture["hf_dir"] / "model.safetensors")), folder / "pytorch_model.bin")
+    encoder = load(SPEC, folder, config={"hidden_size": 32})
+    np.testing.assert_allclose(_embed(encoder, fixture["raw"]), fixture["official"], rtol=1e-4, atol=1e-5)
+
+
 def test_training_pt_with_pickled_config_class(fixture: dict, tmp_path: Path, monkeypatch) -> None:
     """The official ``.pt`` pickles ``hubert_ecg.HuBERTECGConfig``; we read it as a stub, importing nothing."""
     import torch

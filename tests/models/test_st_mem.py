@@ -129,3 +129,14 @@ def test_prepare_gives_three_crops_for_a_ten_second_record_and_one_for_a_short_o
     short = encoder.prepare(raw[:, :3000], 500, STD)  # 6 s: zero-padded to one 9-s crop
     assert short.shape == (1, 12, 2250)
     assert abs(short.mean()) < 1e-6 and abs(short.std() - 1) < 1e-5
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_encode_matches_cpu(parity_dir):
+    """The CUDA path (bf16 autocast) agrees with float32 CPU."""
+    x = np.load(fixture_dir("st_mem", parity_dir) / "model_input.npy")
+    x = x.reshape(-1, *x.shape[-2:])
+    cpu = st_mem.load(SPEC, _full(parity_dir), config=_small(parity_dir)).encode(x)
+    gpu = st_mem.load(SPEC, _full(parity_dir), config=_small(parity_dir), device="cuda").encode(x)
+    assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu, cpu, rtol=0.05, atol=0.05)  # bf16 autocast tolerance

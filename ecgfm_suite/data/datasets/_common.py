@@ -233,7 +233,7 @@ def build_index(
     excluded: list[Exclusion] | None = None,
     missing_label_files: Iterable[str | Path] = (),
 ) -> DatasetIndex:
-    """Rows → ``DatasetIndex`` with exactly ``RECORD_COLUMNS + label_columns`` (missing → None), keys unique."""
+    """Rows → ``DatasetIndex`` with exactly ``RECORD_COLUMNS + label_columns`` (missing → NaN); keys must be unique."""
     columns = list(RECORD_COLUMNS) + [c for c in label_columns if c not in RECORD_COLUMNS]
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     if not frame.empty:

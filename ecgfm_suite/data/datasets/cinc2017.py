@@ -58,8 +58,11 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
     result = RecordScan(root, strict)
     listed: set[str] = set()
     for record_id, label in reference:
-        listed.add(record_id)
         path = root / record_id
+        if record_id in listed:
+            result.exclude(path, f"{record_id} is listed twice in {REFERENCE} (first row kept)", reference_path)
+            continue
+        listed.add(record_id)
         if label not in LABELS:
             result.exclude(path, f"label {label!r} in {REFERENCE} is not one of {', '.join(LABELS)}", reference_path)
             continue

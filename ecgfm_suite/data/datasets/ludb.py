@@ -73,6 +73,10 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
     listed: set[str] = set()
     for _, entry in table.iterrows():
         record_id = entry["ID"].strip()
+        if record_id in listed:
+            result.exclude(root / record_id, f"record {record_id} is listed twice in {MARKER} (first row kept)",
+                           table_path)
+            continue
         listed.add(record_id)
         found = headers.get(record_id, [])
         if len(found) != 1:

@@ -61,7 +61,13 @@ def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr"
     statements_path = root / STATEMENTS
     order = [_FILENAME[prefer], _FILENAME["hr" if prefer == "lr" else "lr"]]
     result = RecordScan(root, strict)
+    seen: set[str] = set()
     for _, entry in table.iterrows():
+        if str(entry["ecg_id"]) in seen:
+            result.exclude(root / str(entry["ecg_id"]), f"ecg_id {entry['ecg_id']} is listed twice in {DATABASE}"
+                           " (first row kept)", db_path)
+            continue
+        seen.add(str(entry["ecg_id"]))
         names = [str(entry[c]) for c in order if isinstance(entry[c], str) and entry[c].strip()]
         found = [root / n for n in names if header_path(root / n).is_file()]
         if not found:

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...errors import SpecError
+from ...errors import DataError, SpecError
 from ...registry import resolve
 from ..records import RECORD_COLUMNS, DatasetIndex
-from ..splits import DEFAULT_FRACTIONS, SPLIT_NAMES, check_split, official_split, record_groups, stratified_split
+from ..splits import (
+    DEFAULT_FRACTIONS, SPLIT_NAMES, Split, check_split, official_split, record_groups, stratified_split,
+)
 from .catalog import TASKS
 from .labels import Unlabelled
 from .spec import TaskSkip, TaskSpec
@@ -82,43 +84,18 @@ def build_task(task: TaskSpec | str, indexes: Mapping[str, DatasetIndex], *, see
     if frame["key"].duplicated().any():
         dup = frame.loc[frame["key"].duplicated(), "key"].iloc[0]
         raise SpecError(f"task {spec.id}: record key {dup!r} appears twice in the loaded indexes")
+    if len(frame) < 3:
+        why = ", ".join(f"{reason} {n}" for reason, n in excluded.most_common())
+        raise TaskSkip(f"only {len(frame)} labelled records" + (f" (unlabelled: {why})" if why else ""), task=spec.id)
     y_all = _encode(spec, frame["label"])
     groups_all = record_groups(frame)
     region_all = np.array([r if s == d else f"{r}/{s}" for r, s, d in
                            zip(frame["region"].astype(str), frame["source"].astype(str), frame["dataset"])],
                           dtype=object)
 
-    active = list(range(len(spec.classes)))
-    rows = np.arange(len(frame))
-    dropped: dict[str, str] = {}
-    m = spec.min_positives
-    while True:
-        y = _select(spec, y_all, rows, active)
-        require, columns = _requirements(spec, y, active)
-        if len(rows) < 3:
-            raise TaskSkip(f"only {len(rows)} labelled records", task=spec.id)
-        if spec.split == "official":
-            split = check_split(require, official_split(frame["strat_fold"].to_numpy()[rows]), m)
-        else:
-            strat = np.hstack([_strata(spec, y, active), _one_hot(region_all[rows])])
-            split = stratified_split(strat, groups_all[rows], require=require, min_count=m,
-                                     fractions=fractions, seed=seed)
-        if not split.short:
-            break
-        newly = _shortfalls(spec, split, columns, m)
-        if spec.type in ("binary", "regression") or len(active) - len(newly) < (2 if spec.type == "multiclass" else 1):
-            detail = "; ".join(f"{spec.classes[c] if c >= 0 else 'records'}: {why}" for c, why in newly.items())
-            raise TaskSkip(f"too few records to evaluate ({detail})", task=spec.id)
-        for c, why in newly.items():
-            dropped[spec.classes[c]] = why
-            log.info("task %s: class %s dropped: %s", spec.id, spec.classes[c], why)
-        active = [c for c in active if c not in newly]
-        if spec.type == "multiclass":
-            keep = np.isin(y_all[rows], active)
-            for c, n in Counter(y_all[rows][~keep].tolist()).items():
-                excluded[f"class {spec.classes[c]} dropped (too rare)"] += n
-            rows = rows[keep]
-
+    rows, active, split, dropped, rare = _split_evaluable(spec, frame, y_all, groups_all, region_all,
+                                                         seed=seed, fractions=fractions)
+    excluded.update(rare)
     y = _select(spec, y_all, rows, active)
     classes = tuple(spec.classes[c] for c in active)
     keys = frame["key"].to_numpy(dtype=object)[rows]
@@ -134,6 +111,49 @@ def build_task(task: TaskSpec | str, indexes: Mapping[str, DatasetIndex], *, see
         version=f"{'+'.join(f'{ds}@{v}' for ds, v in versions.items())} sha256:{digest}",
         records=records, skipped_datasets=skipped,
     )
+
+
+def _split_evaluable(spec: TaskSpec, frame: pd.DataFrame, y_all: np.ndarray, groups: np.ndarray,
+                     region: np.ndarray, *, seed: int, fractions: tuple[float, float, float],
+                     ) -> tuple[np.ndarray, list[int], Split, dict[str, str], Counter[str]]:
+    """Split, drop the classes that fall short of ``min_positives`` in some split, split again.
+
+    Returns the kept rows and classes, the split, the dropped classes with reasons, and the
+    records left out with their class (multiclass). Raises TaskSkip when nothing evaluable is left.
+    """
+    active = list(range(len(spec.classes)))
+    rows = np.arange(len(frame))
+    dropped: dict[str, str] = {}
+    rare: Counter[str] = Counter()
+    m = spec.min_positives
+    while True:
+        if len(rows) < 3:
+            raise TaskSkip(f"only {len(rows)} labelled records", task=spec.id)
+        y = _select(spec, y_all, rows, active)
+        require, columns = _requirements(spec, y, active)
+        if spec.split == "official":
+            if "strat_fold" not in frame.columns:
+                raise DataError(f"task {spec.id} uses the official split, but the index has no strat_fold column")
+            split = check_split(require, official_split(frame["strat_fold"].to_numpy()[rows]), m)
+        else:
+            strat = np.hstack([_strata(spec, y, active), _one_hot(region[rows])])
+            split = stratified_split(strat, groups[rows], require=require, min_count=m, fractions=fractions,
+                                     seed=seed)
+        if not split.short:
+            return rows, active, split, dropped, rare
+        short = _shortfalls(split, columns, m)
+        left = len(active) - len(short)
+        if spec.type in ("binary", "regression") or left < (2 if spec.type == "multiclass" else 1):
+            detail = "; ".join(f"{spec.classes[c] if c >= 0 else 'records'}: {why}" for c, why in short.items())
+            raise TaskSkip(f"too few records to evaluate ({detail})", task=spec.id)
+        for c, why in short.items():
+            dropped[spec.classes[c]] = why
+            log.info("task %s: class %s dropped: %s", spec.id, spec.classes[c], why)
+        active = [c for c in active if c not in short]
+        if spec.type == "multiclass":
+            keep = np.isin(y_all[rows], active)
+            rare.update(f"class {spec.classes[c]} dropped (too rare)" for c in y_all[rows][~keep].tolist())
+            rows = rows[keep]
 
 
 def _label(spec: TaskSpec, indexes: Mapping[str, DatasetIndex]) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -223,7 +243,7 @@ def _one_hot(values: np.ndarray) -> np.ndarray:
     return np.eye(len(uniques), dtype=bool)[codes]
 
 
-def _shortfalls(spec: TaskSpec, split, columns: list[tuple[int, str]], m: int) -> dict[int, str]:
+def _shortfalls(split: Split, columns: list[tuple[int, str]], m: int) -> dict[int, str]:
     """Class → reason for every class with a short column (the first short column names the reason)."""
     out: dict[int, str] = {}
     for k in split.short:

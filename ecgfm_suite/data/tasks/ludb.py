@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..records import DatasetIndex
-from .labels import Label, Unlabelled, binary_value, expect_dataset, label_column, map_all, map_one, statements
+from .labels import Label, Unlabelled, expect_dataset, label_column, map_all, map_one, statements
 from .vocab import LUDB_AXIS, LUDB_CONDUCTION, LUDB_RHYTHM
 
 LVH = "left ventricular hypertrophy"

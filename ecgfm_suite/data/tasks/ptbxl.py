@@ -6,36 +6,26 @@ Records with no statement of the kind are unlabelled, as in the authors' benchma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from ...errors import DataError
+from ..datasets._common import read_table
 from ..records import DatasetIndex
 from .labels import Label, Unlabelled, expect_dataset, label_column, require_label_file
 
 STATEMENTS = "scp_statements.csv"
 
 
-@lru_cache(maxsize=8)
-def _statement_table(path: Path) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path, index_col=0)
-    except (OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read the SCP statement table: {exc}", path) from exc
-    missing = {"diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"} - set(table.columns)
-    if missing:
-        raise DataError(f"SCP statement table lacks columns {', '.join(sorted(missing))}", path)
-    return table
-
-
 def statement_table(index: DatasetIndex) -> pd.DataFrame:
+    """``scp_statements.csv`` of the index root (71 rows: read per call rather than cached by path)."""
     require_label_file(index, STATEMENTS)
     path = Path(index.root) / STATEMENTS
     if not path.is_file():
         raise DataError(f"PTB-XL index has no {STATEMENTS} beside it", path)
-    return _statement_table(path)
+    return read_table(path, required=("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"),
+                      index_col=0)
 
 
 def aggregation(index: DatasetIndex, kind: str) -> dict[str, str]:
