@@ -1,10 +1,11 @@
 """Probe-cell speed (pytest-benchmark; ``pytest benchmarks/bench_probes.py``).
 
-One cell's probe work on frozen embeddings: fit the linear probe with its validation grid,
-score validation and test, then ``evaluate`` with 1,000 stratified bootstrap resamples.
-Target: fit + predict < 2 s for N ≤ 10,000 records × D = 768 on 2 cores. The split is
-60/20/20 train/val/test; embeddings are a low-rank signal plus noise, so the probe has
-something to learn and the grid is not trivially flat. Seconds per stage go to extra_info.
+One cell's probe work on frozen embeddings: fit the linear probe with its validation grid and
+score validation and test (``probe_s``), then ``evaluate`` with 1,000 stratified bootstrap
+resamples (``bootstrap_s``). Target: ``probe_s`` < 2 s for N ≤ 10,000 records × D = 768 on
+2 cores. The split is
+60/20/20 train/val/test; the synthetic embeddings make validation choose an interior C, so
+the warm-started walk over C is not cut short at the first value. Seconds per stage go to extra_info.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ TASKS = {"binary": None, "multiclass": 4, "multilabel": 5}
 
 
 def _embeddings(task_type: str, n: int, n_classes: int | None, seed: int = 0):
+    """A 256-dimensional latent seen through a random 768-d projection plus noise; labels are noisy
+    logistic functions of the latent, so validation picks an interior C (about 1e-3 to 1e-2)."""
     rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, 8))
-    X = (latent @ rng.normal(size=(8, D)) + 3.0 * rng.normal(size=(n, D))).astype(np.float32)
-    noisy = latent + 0.5 * rng.normal(size=latent.shape)
+    latent = rng.normal(size=(n, 256))
+    X = (latent @ rng.normal(size=(256, D)) / 16 + 0.5 * rng.normal(size=(n, D))).astype(np.float32)
+    logits = 3.0 * latent @ rng.normal(size=(256, n_classes or 1)) / 16
     if task_type == "binary":
-        y = (noisy[:, 0] > 0).astype(np.int64)
+        y = (logits[:, 0] + rng.logistic(size=n) > 0).astype(np.int64)
     elif task_type == "multiclass":
-        y = np.argmax(noisy[:, :n_classes], axis=1)
-    else:
-        y = (noisy[:, :n_classes] > np.linspace(0.5, 1.5, n_classes)).astype(np.int8)
+        y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    else:  # prevalences from about 50 % down to about 10 %
+        y = (logits + rng.logistic(size=logits.shape) > np.linspace(0.0, 3.0, n_classes)).astype(np.int8)
     cut = np.cumsum([int(0.6 * n), int(0.2 * n)])
     return [(X[a:b], y[a:b]) for a, b in zip((0, *cut), (*cut, n))]
 
@@ -47,19 +50,20 @@ def test_bench_linear_probe_cell(benchmark, task_type, n):
     timings: dict[str, float] = {}
 
     def cell():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         probe = fit_probe("linear", task_type, Xtr, ytr, Xva, yva, seed=0, n_classes=n_classes)
-        t1 = time.perf_counter()
         scores, scores_val = probe.predict_scores(Xte), probe.predict_scores(Xva)
-        t2 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         metrics = evaluate(task_type, yte, scores, y_val=yva, scores_val=scores_val, n_boot=1000, seed=0)
-        t3 = time.perf_counter()
-        timings.update(fit_s=t1 - t0, predict_s=t2 - t1, probe_s=t2 - t0, bootstrap_s=t3 - t2, total_s=t3 - t0)
+        t2, c2 = time.perf_counter(), time.process_time()
+        # CPU seconds next to wall seconds: on a shared machine wall time also counts waiting for a core
+        timings.update(probe_s=t1 - t0, probe_cpu_s=c1 - c0, bootstrap_s=t2 - t1, bootstrap_cpu_s=c2 - c1,
+                       total_s=t2 - t0)
         return probe, metrics
 
     probe, metrics = benchmark.pedantic(cell, rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update({k: round(v, 4) for k, v in timings.items()})  # the last round
     benchmark.extra_info.update(n_train=len(Xtr), n_val=len(Xva), n_test=len(Xte), d=D, n_boot=1000,
-                                C=probe.params["C"], auroc=round(metrics["auroc"].value, 4),
-                                target_probe_s=TARGET_PROBE_S)
-    assert metrics["auroc"].value > 0.7  # the benchmark measures a probe that learned something
+                                C=probe.params["C"], c_values_tried=len(probe.params["val_auroc"]),
+                                auroc=round(metrics["auroc"].value, 4), target_probe_s=TARGET_PROBE_S)
+    assert metrics["auroc"].value > 0.65  # the benchmark measures a probe that learned something

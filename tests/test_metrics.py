@@ -389,6 +389,8 @@ def test_aggregate_seeds():
     (("multiclass", [0, 3, 1], np.ones((3, 3))), DataError, "0..2"),
     (("multiclass", [1, 1, 1], np.ones((3, 3))), DataError, "single class"),
     (("multilabel", [0, 1, 1], np.ones((3, 1))), DataError, "2-D"),
+    (("multiclass", [0, 1, 1], [0.1, 0.2, 0.3]), DataError, r"2-D \(N, C\)"),
+    (("multilabel", [[0, 1], [1, 0]], np.ones((2, 3))), DataError, r"shape \(2, 2\)"),
     (("regression", [1.0], [1.0]), DataError, "at least 2"),
     (("survival", [0, 1], [0.1, 0.2]), SpecError, "unknown task type"),
 ])

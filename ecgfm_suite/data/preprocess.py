@@ -56,12 +56,18 @@ class InputSpec:
     normalisation: Normalisation = "none"
     resampler: Resampler = "poly"
     missing_leads: MissingLeads = "zero"
+    #: (wanted, substitute) lead pairs for records that lack the wanted lead (lead-agnostic models)
+    lead_fallbacks: tuple[tuple[str, str], ...] = ()
     #: free-text name of the official pipeline when the family overrides the generic order
     pipeline: str = "generic"
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; the spec is hashed and compared, so store tuples
         object.__setattr__(self, "leads", tuple(self.leads))
+        object.__setattr__(self, "lead_fallbacks", tuple(tuple(pair) for pair in self.lead_fallbacks))
+        if any(len(pair) != 2 for pair in self.lead_fallbacks):
+            raise SpecError(f"lead_fallbacks must be (wanted, substitute) pairs, got {self.lead_fallbacks}",
+                            "InputSpec.lead_fallbacks")
         if self.bandpass is not None:
             object.__setattr__(self, "bandpass", tuple(float(f) for f in self.bandpass))
         if not self.fs > 0:
@@ -169,9 +175,12 @@ def select_leads(
     missing: MissingLeads = "zero",
     *,
     path: str | None = None,
+    fallbacks: tuple[tuple[str, str], ...] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reorder ``x`` (leads, samples) to ``leads_out`` by canonical name; returns (array, present-mask).
 
+    ``fallbacks`` pairs (wanted, substitute): a lead-agnostic single-lead model reading lead II takes
+    lead I from a record that has no lead II (e.g. CinC 2017's AliveCor recordings).
     A lead the record lacks is zero-filled with mask False (``missing="zero"``) or refused with a
     :class:`SpecError` naming the absent leads and the record's leads (``"refuse"``). NaN/inf
     samples become 0; a lead that is then constant (flat, all-NaN, disconnected) is masked False
@@ -189,7 +198,12 @@ def select_leads(
         if lead in index:
             raise SpecError(f"lead {lead!r} appears twice in the record's leads {list(leads_in)}", path)
         index[lead] = i
-    source = [index.get(canonical_lead(name)) for name in leads_out]
+    substitute = {canonical_lead(a): canonical_lead(b) for a, b in fallbacks}
+    source = []
+    for name in leads_out:
+        lead = canonical_lead(name)
+        i = index.get(lead)
+        source.append(index.get(substitute.get(lead, "")) if i is None else i)
     absent = [name for name, i in zip(leads_out, source) if i is None]
     if absent and missing == "refuse":
         raise SpecError(f"record lacks leads {absent} (has {list(leads_in)}); missing-lead policy is 'refuse'", path)
@@ -308,7 +322,7 @@ def prepare(x: np.ndarray, fs: float, leads: tuple[str, ...] | list[str], spec: 
 
     Normalisation is over the whole record, before windowing (ECG-FM's per-lead z-score).
     """
-    y, _ = select_leads(x, leads, spec.leads, spec.missing_leads)
+    y, _ = select_leads(x, leads, spec.leads, spec.missing_leads, fallbacks=spec.lead_fallbacks)
     if spec.notch is not None:
         y = notch(y, fs, spec.notch)
     if spec.bandpass is not None:

@@ -45,9 +45,13 @@ def check_scores(task_type: str, scores: object, n_records: int, *, name: str = 
         arr = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"scores must be numeric: {exc}", name) from None
-    width = n_classes or (arr.shape[-1] if arr.ndim else 0)
-    want = (n_records,) if task_type in ("binary", "regression") else (n_records, width)
-    if arr.shape != want or (arr.ndim == 2 and arr.shape[1] < 1):
+    if task_type in ("binary", "regression"):
+        want: tuple[int, ...] = (n_records,)
+    elif arr.ndim != 2 or arr.shape[1] < 1:
+        raise DataError(f"{task_type} scores must be 2-D (N, C), got shape {arr.shape}", name)
+    else:
+        want = (n_records, n_classes or arr.shape[1])
+    if arr.shape != want:
         raise DataError(f"{task_type} scores must have shape {want}, got {arr.shape}", name)
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{int(np.sum(~np.isfinite(arr)))} non-finite scores", name)

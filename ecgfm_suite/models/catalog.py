@@ -133,7 +133,9 @@ _SPECS = [
     ),
     ModelSpec(
         id="openecg_codec_v6", family="openecg_codec", loader=f"{_M}.openecg_codec:load", embed_dim=128,
-        input_spec=InputSpec(fs=500, leads=("II",), window=5000, pipeline="openecg_rank"),
+        # the codec has no lead embedding (lead-agnostic): records without lead II (CinC 2017) give lead I
+        input_spec=InputSpec(fs=500, leads=("II",), window=5000, lead_fallbacks=(("II", "I"),),
+                             pipeline="openecg_rank"),
         weights="openecg_codec_v6/codec_v6.pt", bundled="openecg:models/codec_v6.pt", released_params=1_159_572,
         # model_config of the shipped codec_v6.pt (the checkpoint's own config wins when loaded)
         config={"patch_size": 10, "d_model": 128, "n_heads": 4, "n_layers": 8, "mid_split": 4, "ff": 256,

@@ -16,9 +16,10 @@ flat dict with the encoder under ``ecg_model.`` (what the reality-check benchmar
 
 Input (pretraining, ``dataset/ecgDataset.py::MimicivDataset``): leads as MIMIC-IV-ECG stores them
 (I, II, III, aVR, **aVF, aVL**, V1–V6), ``scipy.signal.resample`` (FFT) of the 10-s record to
-100 Hz, NaN → 0 after resampling (so a lead with a NaN is zeroed), no filter, no normalisation (mV). We implement this pretraining
-variant, not the PTB-XL downstream one (std order + a dataset-level StandardScaler fitted on the
-training split), because the embedding should see inputs distributed as in pretraining.
+100 Hz, NaN → 0 after resampling (so a lead with a NaN is zeroed), no filter, no normalisation
+(mV). We implement this pretraining variant, not the PTB-XL downstream one (standard order + a
+dataset-level StandardScaler fitted on the training split), because the embedding should see
+inputs distributed as in pretraining.
 Embedding: mean over time of the trunk output → 768.
 """
 

@@ -20,6 +20,8 @@ Unknown keys (top level or in ``input_spec``) are refused, naming the key and th
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,7 @@ def load_model_file(path: str | Path) -> ModelSpec:
             description=str(raw.get("description", f"user model from {path.name}")),
             pretrained_on=tuple(str(d) for d in raw.get("pretrained_on") or ()),
             licence_code="declared by the user", licence_weights="declared by the user",
+            control=template.control if template else False,  # a seeded control needs no checkpoint to run
         )
     except SpecError as exc:
         raise SpecError(exc.reason, path) from exc
@@ -127,17 +130,25 @@ def load_model_file(path: str | Path) -> ModelSpec:
         raise SpecError(f"invalid value: {exc}", path) from exc
 
 
-def parse_checkpoint_override(text: str) -> tuple[str, Path]:
-    """``"NAME=PATH"`` → (registered model id, existing checkpoint path)."""
+def parse_checkpoint_override(text: str, specs: Mapping[str, ModelSpec] | None = None) -> tuple[str, Path]:
+    """``"NAME=PATH"`` → (model id, checkpoint path).
+
+    ``specs`` are the models the run knows (default: the registry, catalog included); pass the
+    catalog plus the run's user specs to accept their ids. The path is not required to exist:
+    a missing checkpoint makes the model's cells skip, naming the path, like a missing weights file.
+    """
     name, sep, raw_path = text.partition("=")
     name, raw_path = name.strip(), raw_path.strip()
     if not sep or not name or not raw_path:
         raise SpecError(f"checkpoint override must be NAME=PATH, got {text!r}")
-    _catalog()
-    spec = MODELS.get(name)  # unknown names raise with close matches
-    if spec.weights is None and spec.bundled is None:
-        raise SpecError(f"model {name} takes no checkpoint (a {'control' if spec.control else 'weightless'} model)")
-    path = Path(raw_path).expanduser().resolve()
-    if not path.exists():
-        raise SpecError(f"checkpoint for {name} does not exist", path)
-    return name, path
+    if specs is None:
+        _catalog()
+        specs = dict(MODELS.items())
+    spec = specs.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(specs), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SpecError(f"checkpoint override names unknown model {name!r}{hint}")
+    if spec.control:
+        raise SpecError(f"model {name} is a control and takes no checkpoint")
+    return name, Path(raw_path).expanduser()

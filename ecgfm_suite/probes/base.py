@@ -119,13 +119,13 @@ class FittedProbe:
 class ValidationTracker:
     """Keeps the best model seen on the validation split by the task's main metric.
 
-    Ties keep the earlier model. A validation split that cannot rank models (e.g. one
+    Ties (and gains of at most ``min_delta``) keep the earlier model. A validation split that cannot rank models (e.g. one
     class only) gives NaN values, and then no model is ever "best": callers fall back to
     a documented default.
     """
 
-    def __init__(self, task_type: str, y_val: np.ndarray) -> None:
-        self.task_type, self.y_val = task_type, y_val
+    def __init__(self, task_type: str, y_val: np.ndarray, *, min_delta: float = 0.0) -> None:
+        self.task_type, self.y_val, self.min_delta = task_type, y_val, min_delta
         self.metric = MAIN_METRIC[task_type]
         self._spec = METRICS.get(self.metric)
         self.curve: list[float | None] = []
@@ -140,7 +140,8 @@ class ValidationTracker:
         except DataError:
             value = math.nan
         self.curve.append(None if math.isnan(value) else round(value, 6))
-        if not math.isnan(value) and (math.isnan(self.best_value) or self._spec.better(value, self.best_value)):
+        gain = (value - self.best_value) * (1 if self._spec.higher_is_better else -1)
+        if not math.isnan(value) and (math.isnan(self.best_value) or gain > self.min_delta):
             self.best_index, self.best_value, self.best_model = len(self.curve) - 1, value, copy.deepcopy(model)
 
     def chosen(self, default: int) -> int:

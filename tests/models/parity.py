@@ -94,6 +94,9 @@ def run_parity(
     checkpoint = folder / (checkpoint_name or manifest["checkpoint"])
     encoder = load(spec, checkpoint, config=manifest["small_config"] if config is None else config)
     assert encoder.checkpoint_sha256 is not None, "a loaded checkpoint must report its sha256"
+    listed = manifest.get("files", {}).get(checkpoint.name, {}).get("sha256")
+    if listed and checkpoint.is_file():
+        assert encoder.checkpoint_sha256 == listed, f"checkpoint digest {encoder.checkpoint_sha256} != manifest {listed}"
 
     raw = np.load(folder / "raw_input.npy", allow_pickle=False)
     model_input = np.load(folder / "model_input.npy", allow_pickle=False)

@@ -43,11 +43,6 @@ def _official_trunk(parity_dir):
     return ecgfm_ked.load_torch(_checkpoint(parity_dir))["ecg_model"]
 
 
-def _embed(path, parity_dir):
-    encoder = ecgfm_ked.load(MODELS.get(MODEL), path, config=_small(parity_dir))
-    return encoder.encode(np.load(fixture_dir(MODEL, parity_dir) / "model_input.npy"))
-
-
 def test_parity_with_official_code(parity_dir, record_property):
     record_property("parity", run_parity(MODEL, parity_dir, config=_small(parity_dir), raw_leads=MIMIC_LEADS))
 
@@ -81,7 +76,11 @@ def test_flat_prefixed_layout_loads_the_same_trunk(parity_dir, tmp_path):
     flat["model.decoder_norm.weight"] = torch.ones(3)
     path = tmp_path / "flat.pt"
     torch.save(flat, path)
-    np.testing.assert_array_equal(_embed(path, parity_dir), _embed(_checkpoint(parity_dir), parity_dir))
+    loaded = ecgfm_ked.load(MODELS.get(MODEL), path, config=_small(parity_dir)).module.state_dict()
+    official = _official_trunk(parity_dir)
+    assert loaded.keys() <= official.keys()
+    for key, value in loaded.items():
+        assert torch.equal(value, official[key]), key
 
 
 def test_alias_that_differs_from_its_twin_is_refused(parity_dir, tmp_path):

@@ -90,7 +90,7 @@ def test_bad_model_files_name_the_key_and_file(tmp_path: Path, text: str, messag
 
 def test_control_family_defaults_and_seed_config(tmp_path: Path) -> None:
     spec = load_model_file(_write(tmp_path, "id: cnn_seed1\nfamily: random_cnn\nconfig: {seed: 1}\n"))
-    assert spec.embed_dim == 256 and spec.weights is None
+    assert spec.embed_dim == 256 and spec.weights is None and spec.control
     assert spec.config == {**MODELS.get("random_cnn").config, "seed": 1}  # over the family's released config
     encoder = resolve(spec.loader)(spec, None)
     x = np.zeros((1, 12, 1000), np.float32)
@@ -105,15 +105,23 @@ def test_missing_model_file(tmp_path: Path) -> None:
 
 def test_checkpoint_override(tmp_path: Path) -> None:
     ckpt = tmp_path / "w.safetensors"
-    ckpt.write_bytes(b"x")
-    assert parse_checkpoint_override(f"hubert_ecg_small={ckpt}") == ("hubert_ecg_small", ckpt.resolve())
-    assert parse_checkpoint_override(f" merl = {ckpt} ")[0] == "merl"
+    assert parse_checkpoint_override(f"hubert_ecg_small={ckpt}") == ("hubert_ecg_small", ckpt)
+    assert parse_checkpoint_override(" merl = ~/w.pth ") == ("merl", Path("~/w.pth").expanduser())
     for bad in ("hubert_ecg_small", "=x", "hubert_ecg_small=", ""):
         with pytest.raises(SpecError, match="NAME=PATH"):
             parse_checkpoint_override(bad)
     with pytest.raises(SpecError, match="did you mean hubert_ecg_small"):
         parse_checkpoint_override(f"hubert_ecg_smal={ckpt}")
-    with pytest.raises(SpecError, match="takes no checkpoint"):
+    with pytest.raises(SpecError, match="control and takes no checkpoint"):
         parse_checkpoint_override(f"random_cnn={ckpt}")
-    with pytest.raises(SpecError, match="does not exist"):
-        parse_checkpoint_override(f"merl={tmp_path / 'absent.pth'}")
+
+
+def test_checkpoint_override_for_a_user_model(tmp_path: Path) -> None:
+    user = load_model_file(_write(tmp_path, "id: my_cnn\nfamily: random_cnn\n"))
+    with pytest.raises(SpecError, match="unknown model 'my_hubert'"):
+        parse_checkpoint_override(f"my_hubert={tmp_path}")
+    known = {**dict(MODELS.items()), user.id: user,
+             "my_hubert": load_model_file(_write(tmp_path, "id: my_hubert\nfamily: hubert_ecg\n", "h.yml"))}
+    assert parse_checkpoint_override(f"my_hubert={tmp_path}", known) == ("my_hubert", tmp_path)
+    with pytest.raises(SpecError, match="takes no checkpoint"):
+        parse_checkpoint_override(f"my_cnn={tmp_path}", known)
