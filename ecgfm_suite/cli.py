@@ -130,6 +130,16 @@ def cmd_download(ns: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_compare(ns: argparse.Namespace, extra: list[str]) -> int:
+    """Gate stored results: B against A per cell; exit 1 on a regression or an incomparable cell."""
+    from .gate.compare import compare_paths, dumps
+
+    thresholds = Path(ns.thresholds) if ns.thresholds else ROOT / "benchmarks" / "thresholds.yml"
+    result = compare_paths(Path(ns.run_a), Path(ns.run_b), thresholds)
+    print(dumps(result) if ns.json else result.table())
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecgfm-suite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", help="comma list of the input's lead names (default: the first N standard leads)")
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_embed)
+    p = sub.add_parser("compare", help="compare two stored runs cell by cell with CIs; exit 1 on a regression")
+    p.add_argument("run_a", metavar="RUN_A", help="reference: run directory, its results.jsonl, or a baseline <model>.yml")
+    p.add_argument("run_b", metavar="RUN_B", help="candidate, judged against RUN_A (same kinds of path)")
+    p.add_argument("--thresholds", help="thresholds file whose gate: section sets the tolerances "
+                                        "(default: benchmarks/thresholds.yml of this checkout)")
+    p.add_argument("--json", action="store_true", help="print the per-cell comparison as JSON")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("download", help="download public datasets into the data dir (needs network)")
     p.add_argument("datasets", nargs="+")
     p.add_argument("--data-dir")

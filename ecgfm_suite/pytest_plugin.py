@@ -28,8 +28,14 @@ class BenchSession:
         self.run_id = run_id
         self._runner: Any = None
         self._run_dir: Any = None
-        self._floors: Any = None
+        self._gate: Any = None
         self.ran_cells = False
+        #: ids of the cells whose test ran in this session (reported by workers too): the gate's scope
+        self.cell_ids: set[str] = set()
+        #: cell id → digest of its test records (from the verdicts' properties) / keys awaiting check()
+        self.test_shas: dict[str, str] = {}
+        self._test_keys: dict[str, Any] = {}
+        self.gate_summary: Any = None
 
     @property
     def runner(self) -> Any:
@@ -49,16 +55,20 @@ class BenchSession:
 
     @property
     def reports_dir(self) -> Path:
-        path = self.settings.reports_dir
+        return self._rooted(self.settings.reports_dir)
+
+    def _rooted(self, path: Path) -> Path:
         return path if path.is_absolute() else Path(self.config.rootpath) / path
 
     @property
-    def floors(self) -> Any:
-        if self._floors is None:
-            from .gate.floors import Floors
+    def gate(self) -> Any:
+        if self._gate is None:
+            from .gate.session import Gate
 
-            self._floors = Floors.load(Path(self.config.rootpath) / "benchmarks" / "thresholds.yml")
-        return self._floors
+            self._gate = Gate(thresholds=Path(self.config.rootpath) / "benchmarks" / "thresholds.yml",
+                              baselines_dir=self._rooted(self.settings.baselines_dir),
+                              update=self.settings.update_baselines)
+        return self._gate
 
     def run(self, cell: Any, encoder: Any) -> Any:
         from .runner import CellSkip, run_cell
@@ -69,13 +79,32 @@ class BenchSession:
             pytest.skip(str(exc))
         self.run_dir.save_scores(cell.id, keys=out.test_keys, y_test=out.y_test, scores=out.test_scores)
         self.run_dir.append(out.result)
+        self._test_keys[cell.id] = out.test_keys
         self.ran_cells = True
         return out.result
 
-    def check(self, cell: Any, result: Any) -> list[str]:
-        from .gate.floors import check_cell
+    def check(self, cell: Any, result: Any) -> Any:
+        """The cell's gate verdict (floor, regression vs baseline): ``.failures``, ``.properties()``."""
+        return self.gate.check(cell, result, self._test_keys.pop(cell.id, None))
 
-        return check_cell(result, self.floors.floor_for(cell))
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Reports arrive here from xdist workers too: which cells ran, on which test records."""
+        props = dict(report.user_properties)
+        cell_id = props.get("ecgfm_cell")
+        if report.when == "call" and cell_id:
+            self.cell_ids.add(str(cell_id))
+            if props.get("ecgfm_test_records_sha256"):
+                self.test_shas[str(cell_id)] = str(props["ecgfm_test_records_sha256"])
+
+    def finish_gate(self, results: list[Any], run_path: Path) -> None:
+        """Baseline updates and obtained files for the cells that ran in this session; ``gate.json``."""
+        from .gate.session import GateSummary
+
+        try:
+            self.gate_summary = self.gate.finish([r for r in results if r.cell_id in self.cell_ids], self.test_shas)
+        except EcgfmError as exc:
+            self.gate_summary = GateSummary(errors={"all models": str(exc)})
+        self.gate_summary.write(run_path / "gate.json")
 
 
 KEY = pytest.StashKey[BenchSession]()
@@ -87,6 +116,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help_text = f"{opt.help} [env {opt.env}; default: {opt.default if opt.default is not None else 'auto'}]"
         if opt.flag:
             group.addoption(opt.cli, action="store_true", default=None, dest=f"ecgfm_{opt.dest}", help=help_text)
+        elif opt.bare:
+            group.addoption(opt.cli, nargs="?", const=opt.bare, default=None, dest=f"ecgfm_{opt.dest}",
+                            metavar=opt.dest.upper(), help=help_text)
         else:
             group.addoption(opt.cli, action="append" if opt.multiple else "store", default=None,
                             dest=f"ecgfm_{opt.dest}", metavar=opt.dest.upper(), help=help_text)
@@ -110,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     run_id = workerinput["ecgfm_run_id"] if workerinput else (settings.run_id or new_run_id())
     config.stash[KEY] = BenchSession(config, settings, run_id)
+    config.pluginmanager.register(config.stash[KEY], "ecgfm-bench-session")
     config.addinivalue_line("markers", "ecgfm_cell: a benchmark cell (model × task × scarcity)")
 
 
@@ -148,10 +181,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = session.runner.plan()
     except EcgfmError as exc:
         raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
+    # xdist_group: with `-n N --dist loadgroup` all cells of a model go to one worker (one load per model)
     metafunc.parametrize(
         ["ecgfm_model", CELL_FIXTURE],
-        [(c.model, c) for c in cells],
-        ids=[c.id for c in cells],
+        [pytest.param(c.model, c, id=c.id, marks=pytest.mark.xdist_group(c.model)) for c in cells],
         indirect=["ecgfm_model"],
         scope="session",
     )
@@ -191,6 +224,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = RunDir.open(results_path.parent)
     results = run.results()
     run.write_csv(results)
+    bench.finish_gate(results, run.path)
     s = bench.settings
     run.write_meta({
         "run_id": bench.run_id, "cells": len(results), "exitstatus": int(exitstatus),
@@ -216,6 +250,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("ecgfm-suite leaderboard")
     for line in leaderboard_text(results).splitlines():
         terminalreporter.write_line(line)
+    if bench.gate_summary is not None:
+        terminalreporter.section("ecgfm-suite gate")
+        for line in bench.gate_summary.lines():
+            terminalreporter.write_line(line)
     terminalreporter.write_line(f"results: {results_path}")
     terminalreporter.write_line(f"run dir: {results_path.parent} (also {bench.reports_dir / 'latest'})")
 

@@ -64,6 +64,12 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _update_mode(value: str) -> str:
+    if value not in ("all", "new-only"):
+        raise SpecError(f"expected all or new-only, got {value!r} (before a path, write --ecgfm-update-baselines=all)")
+    return value
+
+
 def _checkpoints(value: str) -> tuple[tuple[str, Path], ...]:
     pairs = []
     for item in _csv(value):
@@ -84,6 +90,7 @@ class Option:
     help: str
     flag: bool = False  # store_true style
     multiple: bool = False  # may be repeated; values are comma-joined
+    bare: str | None = None  # the value when the flag is given without one (``--flag`` = ``--flag=<bare>``)
 
     @property
     def cli(self) -> str:
@@ -127,6 +134,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("model-file", "model_files", "ECGFM_MODEL_FILE", None, lambda v: tuple(_path(p) for p in _csv(v)),
            "ModelSpec YAML file of a bring-your-own model (repeatable)", multiple=True),
     Option("run-id", "run_id", "ECGFM_RUN_ID", None, str, "name of the run directory (default: timestamp)"),
+    Option("update-baselines", "update_baselines", "ECGFM_UPDATE_BASELINES", None, _update_mode,
+           "rewrite the baseline entries of the cells that ran and passed their floors (all, the value when "
+           "given bare) or only add missing entries (new-only)", bare="all"),
+    Option("baselines-dir", "baselines_dir", "ECGFM_BASELINES_DIR", "benchmarks/baselines", _path,
+           "directory of the committed baselines <model>.yml (relative to the pytest rootdir)"),
 )
 
 
@@ -149,6 +161,8 @@ class Settings:
     checkpoints: tuple[tuple[str, Path], ...] = ()
     model_files: tuple[Path, ...] = ()
     run_id: str | None = None
+    update_baselines: str | None = None
+    baselines_dir: Path = Path("benchmarks/baselines")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved_device(self) -> str:

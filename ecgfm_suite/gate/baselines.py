@@ -18,6 +18,7 @@
         n_test: 40
         se: 0.0813
         seeds: [0, 1]
+        test_records_sha256: 2b0c…   # sha256 of the sorted test record keys
         value: 0.7369
 
 The header is derived from the entries (per field, the value most entries were recorded with); an
@@ -49,7 +50,8 @@ DECIMALS = 4
 #: header fields an entry may override under ``recorded_with``
 PROVENANCE_FIELDS = ("checkpoint_sha256", "dataset_versions", "preprocessing_sha256", "suite_version")
 HEADER_KEYS = frozenset({"schema_version", "model", *PROVENANCE_FIELDS})
-ENTRY_KEYS = frozenset({"metric", "value", "se", "ci_low", "ci_high", "n_test", "seeds", "datasets"})
+ENTRY_KEYS = frozenset({"metric", "value", "se", "ci_low", "ci_high", "n_test", "seeds", "datasets",
+                        "test_records_sha256"})
 OPTIONAL_ENTRY_KEYS = frozenset({"recorded_with"})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _BANNER = ("# ecgfm-suite baseline: accepted results of one model (benchmarks/baselines/README.md).\n"
@@ -59,6 +61,12 @@ _BANNER = ("# ecgfm-suite baseline: accepted results of one model (benchmarks/ba
 def preprocessing_sha256(preprocessing: Mapping[str, Any]) -> str:
     """Digest of a model's InputSpec dict: equal specs give equal digests whatever the container types."""
     return sha256_json(dict(preprocessing))
+
+
+def digest_test_records(keys: Iterable[Any]) -> str:
+    """Digest of the records a cell was tested on: a data subset or a changed split differs here even when
+    every dataset version is the same."""
+    return sha256_json(sorted(str(k) for k in keys))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,13 +86,16 @@ class BaselineEntry:
     suite_version: str
     #: versions of the datasets whose records this cell used (its own subset of the header's)
     dataset_versions: dict[str, str] = field(default_factory=dict)
+    #: :func:`digest_test_records` of the cell's test records (None: not known, e.g. a run without gate.json)
+    test_sha256: str | None = None
 
     @property
     def model(self) -> str:
         return CellSpec.from_id(self.cell_id).model
 
     @classmethod
-    def from_result(cls, result: Any, *, decimals: int | None = DECIMALS) -> BaselineEntry:
+    def from_result(cls, result: Any, *, test_sha256: str | None = None,
+                    decimals: int | None = DECIMALS) -> BaselineEntry:
         """The entry a CellResult would be accepted as (rounded as written unless ``decimals`` is None)."""
         main = result.main
 
@@ -97,6 +108,7 @@ class BaselineEntry:
             seeds=tuple(int(s) for s in result.seeds), checkpoint_sha256=result.checkpoint_sha256,
             preprocessing_sha256=preprocessing_sha256(result.preprocessing), suite_version=str(result.suite_version),
             dataset_versions={str(k): str(v) for k, v in sorted(result.dataset_versions.items())},
+            test_sha256=test_sha256,
         )
 
     def is_finite(self) -> bool:
@@ -150,6 +162,7 @@ class Baseline:
             item: dict[str, Any] = {
                 "metric": e.metric, "value": e.value, "se": e.se, "ci_low": e.ci_low, "ci_high": e.ci_high,
                 "n_test": e.n_test, "seeds": list(e.seeds), "datasets": sorted(e.dataset_versions),
+                "test_records_sha256": e.test_sha256,
             }
             differs: dict[str, Any] = {name: getattr(e, name) for name in ("checkpoint_sha256", "preprocessing_sha256",
                                                                             "suite_version")
@@ -252,8 +265,7 @@ class BaselineStore:
         return value
 
     def load_obtained(self, model: str) -> Baseline | None:
-        path = self.obtained_path(model)
-        return Baseline.parse(path.read_text(encoding="utf-8"), path, model=model) if path.exists() else None
+        return Baseline.load(self.obtained_path(model))
 
 
 def _model_of(path: Path) -> str | None:
@@ -350,6 +362,9 @@ def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise bad(f"{where}.seeds must be a non-empty list of integers, got {seeds!r}")
+    test_sha = item["test_records_sha256"]
+    if test_sha is not None and not (isinstance(test_sha, str) and _SHA256.match(test_sha)):
+        raise bad(f"{where}.test_records_sha256 must be 64 lower-case hex digits or null, got {test_sha!r}")
     datasets = item["datasets"]
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
         raise bad(f"{where}.datasets must be a non-empty list of dataset ids, got {datasets!r}")
@@ -367,7 +382,7 @@ def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any
         cell_id=cell.id, metric=metric, value=value, se=se, ci_low=ci_low, ci_high=ci_high, n_test=n_test,
         seeds=tuple(seeds), checkpoint_sha256=merged["checkpoint_sha256"],
         preprocessing_sha256=merged["preprocessing_sha256"], suite_version=merged["suite_version"],
-        dataset_versions={d: versions[d] for d in sorted(datasets)},
+        dataset_versions={d: versions[d] for d in sorted(datasets)}, test_sha256=test_sha,
     )
 
 

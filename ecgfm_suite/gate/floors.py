@@ -11,6 +11,7 @@ File format (schema 1)::
         ptbxl_superdiag: {frac10: 0.6, frac100: 0.65}
 
 For a lower-is-better metric (MAE) the "floor" is a ceiling. A cell with no floor passes and records.
+The optional ``gate:`` section holds the regression tolerances (see ``gate/regression.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Floors:
             raise SpecError(f"not valid YAML: {exc}", path) from None
         if not isinstance(raw, dict) or raw.get("schema_version") != 1:
             raise SpecError("expected a mapping with schema_version: 1", path)
-        unknown = set(raw) - {"schema_version", "tasks", "models"}
+        unknown = set(raw) - {"schema_version", "tasks", "models", "gate"}  # gate: tolerances (regression.py)
         if unknown:
             raise SpecError(f"unknown keys {sorted(unknown)}", path)
         tasks = raw.get("tasks") or {}

@@ -160,8 +160,8 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
     """HuBERT-ECG encoder; ``checkpoint=None`` gives the seeded random init of the same architecture.
 
     ``config`` overrides architecture arguments by their official names. A checkpoint that carries
-    its own config (HF folder, ``.pt``) is built from it, and any ``config`` value that disagrees
-    with it is refused. Without an override the built width must equal the spec's ``embed_dim``.
+    its own config (HF folder, ``.pt``) is built from it (its width sets ``embed_dim``), and any
+    ``config`` value that disagrees with it is refused.
     """
     cfg = merge_config(spec.id, {**RELEASED_COMMON, **spec.config}, config, ignored=IGNORED)
     state, digest = None, None
@@ -177,9 +177,6 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
                                 f"({ {k: stored[k] for k in clash} })", checkpoint)
             cfg.update(stored)
         digest = sha256_path(checkpoint)
-    if not config and int(cfg["hidden_size"]) != spec.embed_dim:
-        raise SpecError(f"model {spec.id}: checkpoint width {cfg['hidden_size']} != embed_dim {spec.embed_dim}",
-                        checkpoint)
     module = build_seeded(lambda: build_module(cfg))
     if state is not None:
         match_state_dict(module, state, path=checkpoint, drop=DROP, rename=LEGACY_WEIGHT_NORM,

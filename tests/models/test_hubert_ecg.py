@@ -133,8 +133,7 @@ def test_bad_checkpoints_name_file_and_reason(fixture: dict, tmp_path: Path) -> 
     shutil.copytree(fixture["hf_dir"], hf)
     with pytest.raises(SpecError, match="disagrees with the checkpoint"):
         load(SPEC, hf, config={**fixture["small"], "num_hidden_layers": 3})
-    with pytest.raises(SpecError, match="embed_dim 512"):  # a 32-wide checkpoint declared as the 512-wide release
-        load(SPEC, hf)
+    assert load(SPEC, hf).embed_dim == 32  # a checkpoint carrying its own config needs none
 
     state = load_file(str(hf / "model.safetensors"))
     del state["encoder.layers.1.final_layer_norm.bias"]

@@ -143,7 +143,8 @@ def _split_evaluable(spec: TaskSpec, frame: pd.DataFrame, y_all: np.ndarray, gro
             return rows, active, split, dropped, rare
         short = _shortfalls(split, columns, m)
         left = len(active) - len(short)
-        if spec.type in ("binary", "regression") or left < (2 if spec.type == "multiclass" else 1):
+        # a multiclass or multilabel task needs two evaluable classes (one left is a binary task in disguise)
+        if spec.type in ("binary", "regression") or left < 2:
             detail = "; ".join(f"{spec.classes[c] if c >= 0 else 'records'}: {why}" for c, why in short.items())
             raise TaskSkip(f"too few records to evaluate ({detail})", task=spec.id)
         for c, why in short.items():

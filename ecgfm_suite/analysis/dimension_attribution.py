@@ -1,0 +1,147 @@
+"""SHAP over embedding dimensions: which dimensions a linear probe's decision rests on.
+
+The probe is ``StandardScaler`` → linear model, so its margin (log-odds; the prediction for
+ridge) is linear in the embedding and shap's ``LinearExplainer`` gives exact interventional
+SHAP values ``coef_j · (z_j − E_background[z_j])`` on the standardised inputs ``z``. The
+background is the probe's own training subset (every record of it, not shap's default
+subsample of 100).
+
+From the values: mean |SHAP| per dimension and class ("attribution mass"), how many
+dimensions hold 50 % / 90 % of it, its Gini coefficient, and the top-k dimensions. Top
+dimensions are chosen on the validation split (never the test split), then compared
+across seeds and scarcity levels by Jaccard overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+TOP_K = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Concentration:
+    """How concentrated attribution mass is over dimensions."""
+
+    dims_50: int
+    dims_90: int
+    gini: float
+    n_dims: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"dims_50": self.dims_50, "dims_90": self.dims_90, "gini": self.gini, "n_dims": self.n_dims}
+
+
+def linear_parts(estimator: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(scaler, coef (K, D), intercept (K,)) of a ``scale`` → ``probe`` pipeline with a linear probe."""
+    steps = getattr(estimator, "named_steps", {})
+    scaler, model = steps.get("scale"), steps.get("probe")
+    if scaler is None or model is None or not hasattr(model, "coef_"):
+        raise DataError(f"not a standardised linear probe: {type(model).__name__ if model is not None else estimator!r}",
+                        "probe")
+    coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64))
+    return scaler, coef, np.broadcast_to(intercept, (coef.shape[0],)).copy()
+
+
+def linear_shap(estimator: Any, X_background: np.ndarray, X: np.ndarray, *, cache_dir: Path) -> np.ndarray:
+    """Exact SHAP values of the probe's linear margin: (n, D, K), K = rows of ``coef_``."""
+    from ._jit_cache import import_shap
+
+    shap = import_shap(cache_dir)
+    scaler, coef, intercept = linear_parts(estimator)
+    background = scaler.transform(np.asarray(X_background, dtype=np.float64))
+    masker = shap.maskers.Independent(background, max_samples=len(background))
+    explainer = shap.LinearExplainer((coef, intercept), masker)
+    values = np.asarray(explainer(scaler.transform(np.asarray(X, dtype=np.float64))).values, dtype=np.float64)
+    return values.reshape(len(X), coef.shape[1], coef.shape[0])
+
+
+def attribution_mass(values: np.ndarray) -> np.ndarray:
+    """Mean |SHAP| per dimension and output: (n, D, K) → (D, K)."""
+    return np.abs(values).mean(axis=0)
+
+
+def concentration(mass: np.ndarray) -> Concentration:
+    """Dimensions holding 50 % / 90 % of a non-negative mass vector (D,), and its Gini coefficient."""
+    mass = np.asarray(mass, dtype=np.float64)
+    if mass.ndim != 1 or len(mass) == 0 or (mass < 0).any() or not np.isfinite(mass).all():
+        raise DataError(f"attribution mass must be a finite non-negative vector, got shape {mass.shape}", "mass")
+    total = mass.sum()
+    if total == 0:
+        return Concentration(dims_50=0, dims_90=0, gini=float("nan"), n_dims=len(mass))
+    share = np.cumsum(np.sort(mass)[::-1]) / total
+    dims = [int(np.argmax(share >= q - 1e-12)) + 1 for q in (0.5, 0.9)]
+    return Concentration(dims_50=dims[0], dims_90=dims[1], gini=gini(mass), n_dims=len(mass))
+
+
+def gini(mass: np.ndarray) -> float:
+    """Gini coefficient of a non-negative vector: 0 = spread evenly, (n − 1)/n = all in one entry."""
+    x = np.sort(np.asarray(mass, dtype=np.float64))
+    n, total = len(x), x.sum()
+    return float(2.0 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1) / n)
+
+
+def top_dims(mass: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Indices of the k largest entries, largest first (ties: lower index first)."""
+    mass = np.asarray(mass, dtype=np.float64)
+    return np.lexsort((np.arange(len(mass)), -mass))[: min(k, len(mass))]
+
+
+def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
+    sa, sb = set(int(i) for i in a), set(int(i) for i in b)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+def mean_pairwise_jaccard(sets: Sequence[Sequence[int]]) -> float | None:
+    """Mean Jaccard overlap over all pairs; None with fewer than two sets."""
+    pairs = [jaccard(a, b) for a, b in combinations(sets, 2)]
+    return float(np.mean(pairs)) if pairs else None
+
+
+def summarise_level(test_values: Sequence[np.ndarray], val_values: Sequence[np.ndarray], outputs: Sequence[str],
+                    *, k: int = TOP_K) -> dict[str, Any]:
+    """One scarcity level: per output, test concentration (seed-mean mass), validation top-k and seed stability.
+
+    ``test_values``/``val_values`` hold one (n, D, K) array per seed. Returns a JSON-able dict;
+    ``val_mass`` (the seed-mean validation mass per output) feeds the comparison across levels.
+    """
+    if len(test_values) != len(val_values) or not test_values:
+        raise DataError(f"{len(test_values)} test and {len(val_values)} validation SHAP arrays", "values")
+    test_mass = np.mean([attribution_mass(v) for v in test_values], axis=0)  # (D, K)
+    val_masses = [attribution_mass(v) for v in val_values]
+    val_mass = np.mean(val_masses, axis=0)
+    per_output = {}
+    for j, name in enumerate(outputs):
+        top = top_dims(val_mass[:, j], k)
+        test_top = top_dims(test_mass[:, j], k)
+        total = float(test_mass[:, j].sum())
+        per_output[name] = {
+            "concentration": concentration(test_mass[:, j]).to_dict(),
+            "top_dims": [int(d) for d in top],
+            "top_dims_test_share": [float(test_mass[d, j] / total) if total else 0.0 for d in top],
+            "top_k_test_share": float(test_mass[top, j].sum() / total) if total else 0.0,
+            "seed_stability": mean_pairwise_jaccard([top_dims(m[:, j], k) for m in val_masses]),
+            "val_test_overlap": jaccard(top, test_top),
+        }
+    return {"outputs": per_output, "val_mass": val_mass}
+
+
+def level_stability(val_mass_by_level: Mapping[str, np.ndarray], outputs: Sequence[str], *,
+                    k: int = TOP_K) -> dict[str, dict[str, Any]]:
+    """Per output: Jaccard of the validation top-k between every two scarcity levels, and their mean."""
+    levels = list(val_mass_by_level)
+    out = {}
+    for j, name in enumerate(outputs):
+        tops = {lv: top_dims(val_mass_by_level[lv][:, j], k) for lv in levels}
+        pairs = {f"{a}|{b}": jaccard(tops[a], tops[b]) for a, b in combinations(levels, 2)}
+        out[name] = {"pairs": pairs, "mean": float(np.mean(list(pairs.values()))) if pairs else None}
+    return out

@@ -1,0 +1,238 @@
+"""Regression decision of one cell against its baseline entry, and the tolerances it uses.
+
+A cell regresses when its main metric is worse than the baseline, in the metric's better-direction,
+by more than ``max(abs_tol, z × sqrt(se_new² + se_base²))``; a gain beyond the same tolerance passes
+and marks the baseline stale. Comparing across dataset versions (or a different metric or set of
+datasets) is refused: the cell is *incomparable*, which fails like a regression.
+
+Tolerances live in the ``gate:`` section of ``benchmarks/thresholds.yml``::
+
+    gate:
+      abs_tol: 0.01        # default, in the main metric's units (AUROC)
+      z: 1.96              # default
+      tasks:               # per-task overrides of either
+        ludb_age: {abs_tol: 0.5}   # MAE in years
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SpecError
+from .baselines import BaselineEntry
+
+DEFAULT_ABS_TOL = 0.01
+DEFAULT_Z = 1.96
+_SHORT = 12  # hex digits of a sha256 shown in messages
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tolerance:
+    abs_tol: float = DEFAULT_ABS_TOL
+    z: float = DEFAULT_Z
+
+    def combined_se(self, se_new: float, se_base: float) -> float:
+        return math.hypot(se_new, se_base)
+
+    def allowed(self, se_new: float, se_base: float) -> float:
+        """The largest change in the worse direction that still passes."""
+        return max(self.abs_tol, self.z * self.combined_se(se_new, se_base))
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """Default tolerance and per-task overrides, from the ``gate:`` section of thresholds.yml."""
+
+    default: Tolerance = Tolerance()
+    tasks: dict[str, Tolerance] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    def for_task(self, task: str) -> Tolerance:
+        return self.tasks.get(task, self.default)
+
+    @classmethod
+    def load(cls, path: Path) -> GateConfig:
+        """The ``gate:`` section of a thresholds file (defaults when the file or the section is absent)."""
+        path = Path(path)
+        if not path.exists():
+            return cls(source=str(path))
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise SpecError(f"not valid YAML: {exc}", path) from None
+        if not isinstance(raw, dict):
+            raise SpecError("expected a mapping", path)
+        return cls.from_mapping(raw.get("gate"), path)
+
+    @classmethod
+    def from_mapping(cls, section: Any, path: Path | str = "<gate>") -> GateConfig:
+        if section is None:
+            return cls(source=str(path))
+        if not isinstance(section, dict):
+            raise SpecError("gate: must be a mapping of abs_tol, z and tasks", path)
+        unknown = sorted(set(section) - {"abs_tol", "z", "tasks"}, key=str)
+        if unknown:
+            raise SpecError(f"gate: unknown keys {unknown} (allowed: abs_tol, z, tasks)", path)
+        default = _tolerance(section, Tolerance(), "gate", path)
+        tasks_raw = section.get("tasks") or {}
+        if not isinstance(tasks_raw, dict):
+            raise SpecError("gate.tasks must map task ids to {abs_tol, z}", path)
+        from ..data.tasks import TASKS
+
+        tasks = {}
+        for task, override in tasks_raw.items():
+            try:
+                TASKS.get(str(task))
+            except SpecError as exc:
+                raise SpecError(f"gate.tasks: {exc.reason}", path) from None
+            if not isinstance(override, dict):
+                raise SpecError(f"gate.tasks.{task} must be a mapping of abs_tol and/or z", path)
+            bad = sorted(set(override) - {"abs_tol", "z"}, key=str)
+            if bad:
+                raise SpecError(f"gate.tasks.{task}: unknown keys {bad} (allowed: abs_tol, z)", path)
+            tasks[str(task)] = _tolerance(override, default, f"gate.tasks.{task}", path)
+        return cls(default=default, tasks=tasks, source=str(path))
+
+
+def _tolerance(raw: Mapping[str, Any], base: Tolerance, where: str, path: Path | str) -> Tolerance:
+    values = {"abs_tol": base.abs_tol, "z": base.z}
+    for key in values:
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise SpecError(f"{where}.{key} must be a finite number >= 0, got {v!r}", path)
+            values[key] = float(v)
+    return Tolerance(**values)
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"
+    #: better than the baseline beyond the tolerance: passes, the baseline is stale
+    IMPROVED = "improved"
+    REGRESSED = "regressed"
+    #: no baseline entry: passes and records
+    NEW = "new"
+    #: different dataset versions, datasets or metric: refusing to compare fails the cell
+    INCOMPARABLE = "incomparable"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    cell_id: str
+    metric: str
+    status: Status
+    new: BaselineEntry
+    base: BaselineEntry | None = None
+    tolerance: Tolerance | None = None
+    #: new − base (raw, not direction-adjusted); None without a comparable baseline
+    change: float | None = None
+    #: the tolerance in effect: max(abs_tol, z × combined SE)
+    allowed: float | None = None
+    #: differences named in messages (checkpoint, preprocessing, suite version, seeds, test-set size)
+    notes: tuple[str, ...] = ()
+    #: why the cell could not be compared
+    problems: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (Status.REGRESSED, Status.INCOMPARABLE)
+
+    def message(self) -> str:
+        """One paragraph a reviewer can act on, naming the numbers and every difference in provenance."""
+        n, b = self.new, self.base
+        if self.status is Status.NEW:
+            text = f"{self.cell_id}: no baseline entry; {self.metric} = {_ci(n)}"
+        elif self.status is Status.INCOMPARABLE:
+            text = (f"{self.cell_id}: not compared with the baseline: {'; '.join(self.problems)}. Comparing across "
+                    "dataset versions is an error: accept the new data with --ecgfm-update-baselines, or keep "
+                    "baselines for this data elsewhere (--ecgfm-baselines-dir)")
+        else:
+            assert b is not None and self.tolerance is not None and self.allowed is not None
+            worse = "worse" if self.status is Status.REGRESSED else "better" if self.status is Status.IMPROVED \
+                else "within tolerance"
+            text = (f"{self.cell_id}: {self.metric} {_ci(n)} vs baseline {_ci(b)}: change {self.change:+.4f} "
+                    f"({worse}; tolerance {self.allowed:.4f} = max(abs_tol {self.tolerance.abs_tol:g}, "
+                    f"z {self.tolerance.z:g} × combined SE {self.tolerance.combined_se(n.se, b.se):.4f}))")
+            if self.status is Status.REGRESSED:
+                text = f"regression: {text}"
+            elif self.status is Status.IMPROVED:
+                text += "; the baseline is stale (accept with --ecgfm-update-baselines)"
+        if self.notes:
+            text += "; " + "; ".join(self.notes)
+        return text
+
+
+def _ci(e: BaselineEntry) -> str:
+    return f"{e.value:.4f} (95% CI {e.ci_low:.4f}–{e.ci_high:.4f}, SE {e.se:.4f})"
+
+
+def _sha(value: str | None) -> str:
+    return "none (random/control)" if value is None else value[:_SHORT]
+
+
+def provenance_notes(new: BaselineEntry, base: BaselineEntry) -> tuple[str, ...]:
+    """Differences that do not prevent a comparison but must be named when it fails."""
+    notes = []
+    if new.checkpoint_sha256 != base.checkpoint_sha256:
+        notes.append(f"checkpoint differs from the baseline's (sha256 {_sha(new.checkpoint_sha256)} here, "
+                     f"{_sha(base.checkpoint_sha256)} in the baseline)")
+    if new.preprocessing_sha256 != base.preprocessing_sha256:
+        notes.append(f"preprocessing spec differs from the baseline's (InputSpec sha256 "
+                     f"{_sha(new.preprocessing_sha256)} here, {_sha(base.preprocessing_sha256)} in the baseline)")
+    if new.suite_version != base.suite_version:
+        notes.append(f"suite version {new.suite_version} here, {base.suite_version} in the baseline")
+    if new.seeds != base.seeds:
+        notes.append(f"seeds {_seeds(new.seeds)} here, {_seeds(base.seeds)} in the baseline")
+    if new.n_test != base.n_test:
+        notes.append(f"{new.n_test} test records here, {base.n_test} in the baseline")
+    return tuple(notes)
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    return ",".join(map(str, seeds))
+
+
+def comparability_problems(new: BaselineEntry, base: BaselineEntry) -> tuple[str, ...]:
+    problems = []
+    if not new.is_finite():
+        problems.append(f"this run's {new.metric} or its SE is not finite ({new.value}, SE {new.se})")
+    if new.metric != base.metric:
+        problems.append(f"main metric is {new.metric} here but {base.metric} in the baseline")
+    if set(new.dataset_versions) != set(base.dataset_versions):
+        problems.append(f"the cell's records come from {'+'.join(sorted(new.dataset_versions))} here but from "
+                        f"{'+'.join(sorted(base.dataset_versions))} in the baseline")
+    for dataset in sorted(set(new.dataset_versions) & set(base.dataset_versions)):
+        here, there = new.dataset_versions[dataset], base.dataset_versions[dataset]
+        if here != there:
+            problems.append(f"dataset {dataset} is version {here} here but {there} in the baseline")
+    if not problems and None not in (new.test_sha256, base.test_sha256) and new.test_sha256 != base.test_sha256:
+        problems.append(f"the cell's test records differ from the baseline's ({new.n_test} here, {base.n_test} in "
+                        "the baseline; a data subset, split or exclusion change)")
+    return tuple(problems)
+
+
+def compare(new: BaselineEntry, base: BaselineEntry | None, tolerance: Tolerance) -> Comparison:
+    """Gate decision for one cell: ``new`` (the candidate) against ``base`` (the accepted entry)."""
+    from ..metrics import METRICS
+
+    if base is None:
+        return Comparison(cell_id=new.cell_id, metric=new.metric, status=Status.NEW, new=new)
+    notes = provenance_notes(new, base)
+    problems = comparability_problems(new, base)
+    if problems:
+        return Comparison(cell_id=new.cell_id, metric=new.metric, status=Status.INCOMPARABLE, new=new, base=base,
+                          tolerance=tolerance, notes=notes, problems=problems)
+    info = METRICS.get(new.metric)
+    change = new.value - base.value
+    gain = change if info.higher_is_better else -change
+    allowed = tolerance.allowed(new.se, base.se)
+    status = Status.REGRESSED if gain < -allowed else Status.IMPROVED if gain > allowed else Status.PASS
+    return Comparison(cell_id=new.cell_id, metric=new.metric, status=status, new=new, base=base,
+                      tolerance=tolerance, change=change, allowed=allowed, notes=notes)
