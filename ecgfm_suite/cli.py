@@ -29,12 +29,12 @@ def _pytest(args: list[str]) -> int:
 
 def cmd_run(ns: argparse.Namespace, extra: list[str]) -> int:
     """The default benchmark job: every available model × task × default scarcity × 3 seeds."""
-    return _pytest([str(ROOT / "benchmarks" / "test_cells.py"), "-p", "no:randomly", *extra])
+    return _pytest([str(ROOT / "benchmarks"), *extra])
 
 
 def cmd_test(ns: argparse.Namespace, extra: list[str]) -> int:
     """Unit/property/integration tests plus a small real benchmark slice, in one pytest session."""
-    return _pytest([str(ROOT / "tests"), str(ROOT / "benchmarks" / "test_cells.py"), *TEST_SLICE, *extra])
+    return _pytest([str(ROOT / "tests"), str(ROOT / "benchmarks" / "test_matrix.py"), *TEST_SLICE, *extra])
 
 
 def cmd_bench(ns: argparse.Namespace, extra: list[str]) -> int:

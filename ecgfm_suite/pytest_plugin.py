@@ -201,6 +201,13 @@ def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: BenchSession) -> 
     from .runner import CellSkip
 
     model_id = request.param
+    try:  # a broken thresholds or baseline file errors the model's cells before anything is encoded
+        ecgfm_session.gate.validate([model_id])
+        broken = None
+    except EcgfmError as exc:
+        broken = f"ecgfm-suite: {exc}"
+    if broken:
+        pytest.fail(broken, pytrace=False)
     try:
         encoder = ecgfm_session.runner.load_encoder(model_id)
     except CellSkip as exc:

@@ -317,6 +317,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
         cell_id=cell.id, model=cell.model, checkpoint_sha256=encoder.checkpoint_sha256,
         random_init=encoder.checkpoint_sha256 is None and not plan.spec.control,
         task=cell.task, task_type=task_type, dataset_versions=dict(td.dataset_versions),
+        task_version=td.version,
         preprocessing=encoder.input_spec.to_dict(), scarcity=cell.scarcity, seeds=tuple(s.seeds),
         probe=headline, probe_params=tuple(params), n_train=int(np.median(n_train_used)),
         n_val=len(idx["val"]), n_test=len(idx["test"]), classes=tuple(td.classes),

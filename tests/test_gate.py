@@ -16,6 +16,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+# In-process pytester runs drop modules first imported inside them and C extensions cannot be re-imported:
+# import what planning cells imports before any inner run (as tests/test_plugin.py does).
+import ecgfm_suite.data.scarcity  # noqa: F401
+import ecgfm_suite.data.tasks.build  # noqa: F401
+import ecgfm_suite.runner  # noqa: F401
 from ecgfm_suite import __version__
 from ecgfm_suite.cli import main as cli_main
 from ecgfm_suite.errors import BaselineError, SpecError
@@ -27,6 +32,8 @@ from ecgfm_suite.gate.regression import GateConfig, Status, Tolerance, compare
 from ecgfm_suite.gate.session import Gate
 from ecgfm_suite.results import CellResult, MetricSummary, RunDir
 
+pytest_plugins = ["pytester"]
+CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 SPEC = {"fs": 500, "leads": ("II",), "window": 5000, "pipeline": "openecg_rank"}
@@ -406,7 +413,7 @@ def test_compare_cli_exit_codes_and_table(tmp_path, capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(CELLS[0]))
     assert "0.8000 [0.7020, 0.8980]" in row and "0.5000 [0.4020, 0.5980]" in row and row.endswith("regressed")
-    assert "-0.3000" in row and "checkpoint differs" in out and "only in B: m-ludb_rhythm-frac100" in out
+    assert "-0.3000" in row and "checkpoint differs" in out and "only in B: 1 (m-ludb_rhythm-frac100)" in out
     assert cli_main(["compare", str(worse), str(a), "--json"]) == 0  # a gain is not a failure
     data = json.loads(capsys.readouterr().out)
     assert data["cells"][CELLS[0]]["status"] == "improved" and data["only_a"] == ["m-ludb_rhythm-frac100"]
@@ -430,7 +437,66 @@ def test_compare_cli_accepts_a_baseline_file_and_reports_bad_inputs(tmp_path, ca
     assert "unreadable results" in capsys.readouterr().err
 
 
+def test_compare_reads_test_record_digests_from_gate_json(tmp_path, capsys):
+    runs = {}
+    for name, keys in (("a", KEYS), ("b", KEYS[:-1])):
+        path = _run(tmp_path, name, [result(CELLS[0], 0.8)])
+        r = result(CELLS[0], 0.8)
+        Gate(thresholds=tmp_path / "none.yml", baselines_dir=tmp_path / name).finish(
+            [r], {CELLS[0]: digest_test_records(keys)}).write(path / "gate.json")
+        runs[name] = path
+    assert load_entries(runs["a"])[CELLS[0]].test_sha256 == digest_test_records(KEYS)
+    assert cli_main(["compare", str(runs["a"]), str(runs["b"])]) == 1
+    assert "test records differ" in capsys.readouterr().out
+    (runs["b"] / "gate.json").write_text("{}")
+    assert cli_main(["compare", str(runs["a"]), str(runs["b"])]) == 2
+    assert "unreadable gate summary" in capsys.readouterr().err
+
+
 def test_load_entries_keeps_full_precision(tmp_path):
     run = _run(tmp_path, "a", [result(CELLS[0], 0.123456789)])
     assert load_entries(run)[CELLS[0]].value == 0.123456789
     assert compare_runs(load_entries(run), load_entries(run), GateConfig()).comparisons[0].change == 0.0
+
+
+# ---------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    ((), {}, "None"),
+    (("--ecgfm-update-baselines",), {}, "all"),
+    (("--ecgfm-update-baselines=new-only",), {}, "new-only"),
+    (("--ecgfm-update-baselines", "new-only"), {}, "new-only"),
+    ((), {"ECGFM_UPDATE_BASELINES": "new-only"}, "new-only"),
+])
+def test_update_baselines_option(pytester: pytest.Pytester, monkeypatch, args, env, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pytester.makeconftest("""
+def pytest_collection_finish(session):
+    from ecgfm_suite.pytest_plugin import KEY
+    bench = session.config.stash[KEY]
+    print("UPDATE", bench.settings.update_baselines, "DIR", bench.gate.store.directory)
+""")
+    result = pytester.runpytest("--collect-only", "-q", *args)
+    result.stdout.fnmatch_lines([f"UPDATE {expected} DIR {pytester.path / 'benchmarks' / 'baselines'}"])
+
+
+def test_update_baselines_bad_value_is_a_usage_error_with_a_hint(pytester: pytest.Pytester):
+    result = pytester.runpytest("--collect-only", "--ecgfm-update-baselines", "benchmarks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ecgfm-update-baselines*expected all or new-only, got 'benchmarks'*"
+                                 "write --ecgfm-update-baselines=all*"])
+
+
+def test_broken_baseline_errors_only_its_models_cells_at_setup(pytester: pytest.Pytester, data_dir: Path):
+    pytester.makepyfile(test_cells=CELL_TEST)
+    baselines = pytester.path / "benchmarks" / "baselines"
+    baselines.mkdir(parents=True)
+    (baselines / "random_cnn.yml").write_text(GOOD.replace("model: m", "model: random_cnn"))
+    result = pytester.runpytest("--ecgfm-models=random_cnn,ecg_fm", "--ecgfm-tasks=ludb_sex",
+                                "--ecgfm-scarcity=frac100", f"--ecgfm-data-dir={data_dir}", "-rs",
+                                f"--ecgfm-weights-dir={pytester.path / 'weights'}")
+    result.assert_outcomes(errors=1, skipped=1)  # ecg_fm has no weights here: skipped as usual
+    result.stdout.fnmatch_lines([f"ecgfm-suite: {baselines / 'random_cnn.yml'}: results.m-ludb_sex-frac100: "
+                                 "the cell belongs to model 'm'*"])

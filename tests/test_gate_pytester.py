@@ -1,10 +1,10 @@
 """The whole regression gate through pytest, on real LUDB cells of the real openecg codec.
 
-A module fixture encodes LUDB once with the shipped codec_v6 weights (the accepted checkpoint; its results
-become the committed baseline) and once with a copy whose upper-transformer weights got strong Gaussian
-noise (the degraded checkpoint), so every pytester run after it reads embeddings from the shared cache.
-Which cells the degradation really hurts is decided here independently, from the baseline YAML and the
-run's results.jsonl with the documented rule, and must equal the set of failing tests.
+A module fixture encodes LUDB once with the shipped codec_v6 weights (the accepted checkpoint: its results are
+the baseline every run is gated against) and once with a copy whose upper-transformer weights got strong
+Gaussian noise (the degraded checkpoint), so every pytester run after it reads embeddings from the shared
+cache. Which cells the degradation really hurts is decided here independently, from the baseline YAML and
+the run's results.jsonl with the documented rule, and must equal the set of failing tests.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ecgfm_suite.settings import resolve
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
 
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_cells.py").read_text()
+CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 MODEL = "openecg_codec_v6"
 TASKS = ("ludb_age", "ludb_axis", "ludb_lvh", "ludb_rhythm", "ludb_sex")
 CELLS = tuple(sorted(f"{MODEL}-{t}-frac100" for t in TASKS))
@@ -112,7 +112,8 @@ class Bench:
         return self.pytester.runpytest(
             "-p", "no:randomly",
             f"--ecgfm-data-dir={self.env.data_dir}", f"--ecgfm-cache-dir={self.env.cache}",
-            f"--ecgfm-weights-dir={self.pytester.path / 'weights'}", f"--ecgfm-reports-dir={self.pytester.path / 'reports'}",
+            f"--ecgfm-weights-dir={self.pytester.path / 'weights'}",
+            f"--ecgfm-reports-dir={self.pytester.path / 'reports'}",
             f"--ecgfm-run-id=run{self.runs}", f"--ecgfm-models={MODEL}", f"--ecgfm-tasks={','.join(tasks)}",
             "--ecgfm-scarcity=frac100", "--ecgfm-seeds=2", "--ecgfm-n-boot=100", "--ecgfm-device=cpu",
             f"--junitxml={self.xml}", *checkpoint, *args)
@@ -179,7 +180,7 @@ def test_degraded_checkpoint_fails_exactly_the_cells_it_degrades_reproducibly(be
     assert {c for c, o in first.items() if o.failed} == degraded
     for cell in degraded:
         message = first[cell].message
-        assert message.startswith(f"regression: {cell}:")
+        assert message.startswith(f"Failed: regression: {cell}:")
         assert "checkpoint differs from the baseline's" in message
         assert first[cell].props["ecgfm_gate"] == "regressed"
     improved = {c for c, o in first.items() if o.props["ecgfm_gate"] == "improved"}
@@ -258,12 +259,26 @@ def test_dataset_version_mismatch_fails_the_cell_naming_both_versions(bench: Ben
                                  "in the baseline*"])
 
 
-def test_corrupted_baseline_fails_every_cell_with_the_file_and_is_not_overwritten(bench: Bench):
+def test_corrupted_baseline_errors_the_models_cells_before_running_and_is_not_overwritten(bench: Bench):
     path = bench.accept()
     broken = path.read_text().replace("metric: auroc", "metric: [auroc", 1)
     path.write_text(broken)
     result = bench.run("--ecgfm-update-baselines", tasks=("ludb_sex", "ludb_lvh"))
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([f"*baseline unreadable: {path}: not valid YAML*"])
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([f"ecgfm-suite: {path}: not valid YAML: * at line *, column * (fix it, or delete "
+                                 "the file and rerun with --ecgfm-update-baselines)"] * 2)
     assert path.read_text() == broken
-    result.stdout.fnmatch_lines([f"nothing written for {MODEL}: *"])
+    assert not (bench.pytester.path / "reports").exists()  # no cell ran
+
+
+def test_under_xdist_the_controller_writes_each_baseline_once(bench: Bench):
+    pytest.importorskip("xdist")
+    tasks = ("ludb_lvh", "ludb_sex")  # --dist load spreads them over the two workers
+    result = bench.run("-n", "2", "--ecgfm-update-baselines", tasks=tasks)
+    result.assert_outcomes(passed=len(tasks))
+    written = Baseline.load(bench.baselines / f"{MODEL}.yml")
+    # identical to what the library accepted in one process, test-record digests included (they travel from
+    # the workers to the controller as the cells' JUnit properties)
+    accepted = Baseline.load(bench.env.baselines / f"{MODEL}.yml").entries
+    assert written.entries == {c: accepted[c] for c in (f"{MODEL}-{t}-frac100" for t in tasks)}
+    assert sorted(p.name for p in bench.baselines.iterdir()) == [f"{MODEL}.yml"]

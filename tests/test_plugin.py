@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# In-process pytester runs drop modules first imported inside them; C extensions cannot be
-# re-imported, so the ones the plugin's planning uses are imported here, before any inner run.
-import ecgfm_suite.data.scarcity  # noqa: F401
-import ecgfm_suite.data.tasks.build  # noqa: F401
-import ecgfm_suite.runner  # noqa: F401
-import ecgfm_suite.data.discovery  # noqa: F401
 from ecgfm_suite.settings import OPTIONS
 
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_cells.py").read_text()
-pytest_plugins = ["pytester"]
+CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 
 
 @pytest.fixture
@@ -76,7 +69,7 @@ import sys
 def pytest_collection_finish(session):
     print("TORCH_IMPORTED", "torch" in sys.modules)
 """)
-    result = bench.runpytest_subprocess(*bench.common("--collect-only", "-q", "--ecgfm-tasks=ludb_sex"))
+    result = bench.runpytest(*bench.common("--collect-only", "-q", "--ecgfm-tasks=ludb_sex"))
     result.stdout.fnmatch_lines(["*TORCH_IMPORTED False*"])
 
 
@@ -100,7 +93,7 @@ def test_missing_data_skips_naming_the_data_dir(bench, tmp_path):
 def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
     args = bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac100",
                         "--ecgfm-seeds=2", "--ecgfm-n-boot=100", "--ecgfm-run-id=first")
-    result = bench.runpytest_subprocess(*args)
+    result = bench.runpytest(*args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*ecgfm-suite leaderboard*", "*ludb_sex*frac100*auroc*", "*results: *results.jsonl*"])
     run = bench.path / "reports" / "first"
@@ -111,7 +104,7 @@ def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
     assert cell["seeds"] == [0, 1] and 0.0 <= cell["metrics"]["auroc"]["value"] <= 1.0
     assert (run / "run.json").exists() and (run / "results.csv").exists()
     assert (bench.path / "reports" / "latest").resolve() == run.resolve()
-    again = bench.runpytest_subprocess(*args[:-1], "--ecgfm-run-id=second")
+    again = bench.runpytest(*args[:-1], "--ecgfm-run-id=second")
     again.assert_outcomes(passed=1)
     second = json.loads((bench.path / "reports" / "second" / "results.jsonl").read_text())
     assert second["metrics"] == cell["metrics"]  # same seeds, cached embeddings → identical numbers

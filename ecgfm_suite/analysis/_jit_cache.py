@@ -1,13 +1,13 @@
 """Lazy imports of shap and umap-learn with numba's compiled functions cached on disk.
 
-umap-learn JIT-compiles its kernels with numba; without a disk cache every new process pays
-that again (about 20 s on 2 cores before the first map). ``NUMBA_CACHE_DIR`` must point at
-the suite's cache dir before numba creates its caches, i.e. before shap or umap is imported,
-hence these import helpers. umap-learn also declares part of its kernels without
-``cache=True`` (the layout optimiser, the exact k-NN and the fuzzy-set kernels); those are
-switched to numba's file cache with ``Dispatcher.enable_caching`` before their first
-compile, so a second process loads them instead of recompiling (measured: first UMAP fit
-of 1000 points in a fresh process 21 s → 3 s).
+umap-learn and shap JIT-compile kernels with numba; without a disk cache every new process
+pays that again (on 2 cores: about 20 s before the first map, 23 s before the first masking
+explanation). ``NUMBA_CACHE_DIR`` must point at the suite's cache dir before numba creates
+its caches, i.e. before shap or umap is imported, hence these import helpers. Both libraries
+also declare kernels without ``cache=True`` (umap's layout optimiser, exact k-NN and
+fuzzy-set kernels; shap's tabular masker); those are switched to numba's file cache with
+``Dispatcher.enable_caching`` before their first compile, so a later process loads them
+instead of recompiling (measured: first UMAP fit of 1000 points in a fresh process 21 s → 3 s).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -37,22 +38,31 @@ def configure_numba_cache(cache_dir: Path) -> Path:
     return target
 
 
+def _cache_kernels(package: str) -> None:
+    """Give every not-yet-cached numba kernel of ``package`` (imported) numba's file cache."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for name, module in list(sys.modules.items()):
+        if name == package or name.startswith(f"{package}."):
+            for obj in list(vars(module).values()):
+                if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                    obj.enable_caching()
+
+
 def import_shap(cache_dir: Path) -> ModuleType:
     configure_numba_cache(cache_dir)
-    import shap
+    with warnings.catch_warnings():  # shap's colour maps use matplotlib calls it deprecates
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module=r"shap\.")
+        import shap
 
+    _cache_kernels("shap")
     return shap
 
 
 def import_umap(cache_dir: Path) -> ModuleType:
     configure_numba_cache(cache_dir)
     import umap
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
 
-    for name, module in list(sys.modules.items()):
-        if name == "umap" or name.startswith("umap."):
-            for obj in vars(module).values():
-                if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                    obj.enable_caching()
+    _cache_kernels("umap")
     return umap

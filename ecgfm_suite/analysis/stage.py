@@ -29,11 +29,6 @@ from ..errors import DataError, EcgfmError, RecordError
 
 log = logging.getLogger(__name__)
 
-#: per-(model, task) analyses, in the order the benchmark runs them
-MODEL_TASK_ANALYSES: tuple[str, ...] = ("dimension_attribution", "input_attribution", "projection", "representation",
-                                        "transfer")
-#: per-task analyses, run after every model's per-(model, task) analyses
-TASK_ANALYSES: tuple[str, ...] = ("cka", "label_efficiency", "comparison")
 SPLITS = ("train", "val", "test")
 
 
@@ -228,7 +223,7 @@ def probe_runs(data: ModelTaskData, level: str) -> list[ProbeRun]:
     return runs
 
 
-def _headline_level(levels: Sequence[str]) -> str:
+def headline_level(levels: Sequence[str]) -> str:
     """The level with the most training data: frac100 when planned, else the largest frac (then shot) level."""
     from ..data.scarcity import parse_level
 
@@ -328,7 +323,7 @@ def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[
     from ..embeddings.encode import embed_array
     from . import input_attribution as ia
 
-    level = _headline_level(data.levels)
+    level = headline_level(data.levels)
     run = probe_runs(data, level)[0]
     td = data.task
     records, unreadable = [], {}
@@ -439,18 +434,17 @@ def _source_column(td: Any) -> tuple[str | None, np.ndarray | None]:
     return None, None
 
 
-def representation(data: ModelTaskData, store: AnalysisStore) -> dict[str, Any]:
-    """RankMe of the model's embeddings of the task's records; stores the test embeddings for CKA."""
+def representation(data: ModelTaskData, options: StageOptions) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """RankMe of the model's embeddings of the task's records; extra: the test (keys, embeddings) for CKA."""
     from . import representation as rp
 
     every, test = np.flatnonzero(data.have), data.rows("test")
-    store.write_embeddings(data.model, data.task.task.id, np.asarray(data.task.keys)[test], data.X[test])
     return {
         "model": data.model, "task": data.task.task.id, "embed_dim": int(data.X.shape[1]),
         "rankme": rp.rankme(data.X[every]), "rankme_test": rp.rankme(data.X[test]), "n_records": int(len(every)),
         "n_test": int(len(test)), "records_without_embedding": int((~data.have).sum()),
         "excluded": dict(sorted(data.excluded.items())),
-    }
+    }, (np.asarray(data.task.keys)[test], data.X[test])
 
 
 def is_pooled(task_spec: Any) -> bool:
@@ -494,26 +488,33 @@ def cka(store: AnalysisStore, task_id: str) -> dict[str, Any]:
     return {"task": task_id, "models": names, "cka": matrix, "n_records": len(order)}
 
 
-def label_efficiency(results: Sequence[Any], model: str, task_id: str) -> dict[str, Any]:
-    """The (model, task) curve over its cells' results, with the random_cnn control's full-data reference."""
+def label_efficiency(results: Sequence[Any], task_id: str) -> dict[str, Any]:
+    """Every model's curve over its cells' results for the task, with the random_cnn control's full-data reference."""
     from ..data.scarcity import parse_level
     from ..metrics import METRICS
     from .label_efficiency import CONTROL, CurvePoint, efficiency
 
-    mine = [r for r in results if r.model == model and r.task == task_id and r.main.is_finite()]
-    if len(mine) < 2:
-        raise AnalysisSkip(f"{model} on {task_id} has {len(mine)} finished cells; a curve needs 2 scarcity levels")
-    full = [r for r in mine if r.scarcity == "frac100"]
-    n_full = full[0].n_train if full else max(r.n_train for r in mine)
-    control = [r for r in results if r.model == CONTROL and r.task == task_id and r.scarcity == "frac100"
-               and r.main.is_finite()]
-    metric = mine[0].main_metric
-    points = [CurvePoint(level=r.scarcity, n_train=r.n_train, value=r.main.value, ci_low=r.main.ci_low,
-                         ci_high=r.main.ci_high) for r in sorted(mine, key=lambda r: parse_level(r.scarcity).id)]
-    out = efficiency(points, n_full=n_full, higher_is_better=METRICS.get(metric).higher_is_better,
-                     reference=control[0].main.value if control else None)
-    return {"model": model, "task": task_id, "metric": metric, "reference_model": CONTROL if control else None,
-            "n_full_from": "frac100 cell" if full else "largest cell", **out}
+    finished = [r for r in results if r.task == task_id and r.main.is_finite()]
+    control = [r for r in finished if r.model == CONTROL and r.scarcity == "frac100"]
+    reference = control[0].main.value if control else None
+    curves, too_short = {}, {}
+    for model in sorted({r.model for r in finished}):
+        mine = sorted((r for r in finished if r.model == model), key=lambda r: parse_level(r.scarcity).id)
+        if len(mine) < 2:
+            too_short[model] = f"{len(mine)} finished cell(s); a curve needs 2 scarcity levels"
+            continue
+        full = [r for r in mine if r.scarcity == "frac100"]
+        points = [CurvePoint(level=r.scarcity, n_train=r.n_train, value=r.main.value, ci_low=r.main.ci_low,
+                             ci_high=r.main.ci_high) for r in mine]
+        curves[model] = {
+            "metric": mine[0].main_metric, "n_full_from": "frac100 cell" if full else "largest cell",
+            **efficiency(points, n_full=full[0].n_train if full else max(r.n_train for r in mine),
+                         higher_is_better=METRICS.get(mine[0].main_metric).higher_is_better, reference=reference),
+        }
+    if not curves:
+        raise AnalysisSkip(f"no model has two finished scarcity levels on {task_id} ({too_short or 'no cells'})")
+    return {"task": task_id, "reference_model": CONTROL if control else None, "reference": reference,
+            "models": curves, "left_out": too_short}
 
 
 def comparison(run_dir: Any, results: Sequence[Any], task_id: str, level: str, *, n_boot: int,
@@ -555,26 +556,141 @@ def timed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, flo
 def analyse(name: str, data: ModelTaskData, store: AnalysisStore, options: StageOptions) -> tuple[dict[str, Any], Any]:
     """Run one per-(model, task) analysis, store its JSON (with ``seconds``) under ``data.key``.
 
-    Returns (payload, extra): extra is the explained records for ``input_attribution`` (the
-    figures draw their traces), else None. AnalysisSkip is recorded in the store and re-raised.
+    Returns (payload, extra); extra is the explained records of ``input_attribution`` (the figures
+    draw their traces) or the test embeddings of ``representation`` (stored for CKA), else None.
+    An AnalysisSkip is recorded in the store and re-raised.
     """
+    if name not in PER_MODEL_TASK:
+        raise DataError(f"unknown analysis {name!r} (one of {', '.join(PER_MODEL_TASK)})", "analysis")
     try:
-        if name == "input_attribution":
-            (payload, extra), seconds = timed(input_attribution, data, options)
-        elif name == "representation":
-            (payload, seconds), extra = timed(representation, data, store), None
-        elif name in ("dimension_attribution", "projection", "transfer"):
-            (payload, seconds), extra = timed(_PER_MODEL_TASK[name], data, options), None
-        else:
-            raise DataError(f"unknown analysis {name!r} (one of {', '.join(MODEL_TASK_ANALYSES)})", "analysis")
+        result, seconds = timed(PER_MODEL_TASK[name], data, options)
     except AnalysisSkip as skip:
         store.skip(name, data.key, skip.reason)
         raise
+    payload, extra = result if isinstance(result, tuple) else (result, None)
+    if name == "representation":
+        store.write_embeddings(data.model, data.task.task.id, *extra)
     payload = {**payload, "seconds": seconds}
     store.write(name, data.key, payload)
     return payload, extra
 
 
-_PER_MODEL_TASK: dict[str, Callable[[ModelTaskData, StageOptions], dict[str, Any]]] = {
-    "dimension_attribution": dimension_attribution, "projection": projection, "transfer": transfer,
+#: per-(model, task) analyses, in the order the benchmark runs them
+PER_MODEL_TASK: dict[str, Callable[[ModelTaskData, StageOptions], Any]] = {
+    "dimension_attribution": dimension_attribution, "input_attribution": input_attribution,
+    "projection": projection, "representation": representation, "transfer": transfer,
 }
+
+
+def analyse_task(name: str, task_id: str, level: str | None, *, run_dir: Any, store: AnalysisStore,
+                 options: StageOptions, n_boot: int) -> dict[str, Any]:
+    """Run one per-task analysis (``cka``, ``label_efficiency``, or ``comparison`` of a level) and store it."""
+    key = task_id if level is None else f"{task_id}-{level}"
+    try:
+        if name == "cka":
+            payload, seconds = timed(cka, store, task_id)
+        elif name == "label_efficiency":
+            payload, seconds = timed(label_efficiency, run_dir.results(), task_id)
+        elif name == "comparison" and level is not None:
+            payload, seconds = timed(comparison, run_dir, run_dir.results(), task_id, level, n_boot=n_boot,
+                                     seed=options.seed)
+        else:
+            raise DataError(f"unknown per-task analysis {name!r} (level {level!r})", "analysis")
+    except AnalysisSkip as skip:
+        store.skip(name, key, skip.reason)
+        raise
+    payload = {**payload, "seconds": seconds}
+    store.write(name, key, payload)
+    return payload
+
+
+#: ``draw(kind, payload, extra) -> {figure name: PNG bytes}`` (``ecgfm_suite.report.figures.figures_for``)
+Draw = Callable[[str, Mapping[str, Any], Any], Mapping[str, bytes]]
+
+
+class StageSession:
+    """A benchmark session's analysis stage: plans from the runner, one encoder at a time, one store.
+
+    Works without pytest; the ``analysis`` tests and the analysis benchmark drive it. Cells and
+    analyses of the same (model, task) must agree on what is skipped: a CellSkip from the runner
+    (no data, no weights, an empty split) is recorded in the store and re-raised.
+    """
+
+    def __init__(self, runner: Any, run_dir: Any, *, options: StageOptions | None = None,
+                 draw: Draw | None = None) -> None:
+        self.runner = runner
+        self.run_dir = run_dir
+        self.store = AnalysisStore(run_dir.path)
+        self.options = options or StageOptions()
+        self.draw = draw
+        self._plan: list[Any] | None = None
+        self._encoder: tuple[str, Any] | None = None
+        self._data: ModelTaskData | None = None
+        self._tasks_written: set[str] = set()
+
+    @property
+    def plan(self) -> list[Any]:
+        if self._plan is None:
+            self._plan = self.runner.plan()
+            self.store.write("plan", "cells", {"cells": [c.id for c in self._plan]})
+        return self._plan
+
+    def model_tasks(self) -> list[tuple[str, str]]:
+        """(model, task) pairs in plan order (grouped by model, so one encoder is loaded at a time)."""
+        return list(dict.fromkeys((c.model, c.task) for c in self.plan))
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(task, level) columns of the plan."""
+        return list(dict.fromkeys((c.task, c.scarcity) for c in self.plan))
+
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(c.task for c in self.plan))
+
+    def levels(self, model: str, task: str) -> tuple[str, ...]:
+        return tuple(c.scarcity for c in self.plan if c.model == model and c.task == task)
+
+    def encoder(self, model: str) -> Any:
+        if self._encoder is None or self._encoder[0] != model:
+            import gc
+
+            if self._encoder is not None:
+                self.runner.release_model(self._encoder[0])
+                self._encoder, self._data = None, None
+                gc.collect()
+            self._encoder = (model, self.runner.load_encoder(model))
+        return self._encoder[1]
+
+    def data(self, model: str, task: str) -> ModelTaskData:
+        """The (model, task)'s task data and embeddings (kept for the next analysis of the same pair)."""
+        from ..runner import CellSkip
+
+        if self._data is not None and (self._data.model, self._data.task.task.id) == (model, task):
+            return self._data
+        try:
+            td = self.runner.task_data(task)
+            if task not in self._tasks_written:
+                self.store.write("tasks", task, task_summary(td))
+                self._tasks_written.add(task)
+            encoder = self.encoder(model)
+            self._data = load_model_task(self.runner, encoder, model, task, self.levels(model, task))
+        except CellSkip as skip:
+            self.store.skip("cells", f"{model}-{task}", str(skip))
+            raise
+        return self._data
+
+    def run_model_task(self, name: str, model: str, task: str) -> dict[str, Any]:
+        data = self.data(model, task)
+        payload, extra = analyse(name, data, self.store, self.options)
+        self._draw(name, data.key, payload, extra)
+        return payload
+
+    def run_task(self, name: str, task: str, level: str | None = None) -> dict[str, Any]:
+        payload = analyse_task(name, task, level, run_dir=self.run_dir, store=self.store, options=self.options,
+                               n_boot=self.runner.settings.n_boot)
+        self._draw(name, task if level is None else f"{task}-{level}", payload, None)
+        return payload
+
+    def _draw(self, kind: str, key: str, payload: Mapping[str, Any], extra: Any) -> None:
+        if self.draw is not None:
+            for name, png in self.draw(kind, payload, extra).items():
+                self.store.write_figure(kind, key, png, name)

@@ -1,1 +1,2 @@
-"""Gating: absolute floors per cell (thresholds.yml); baselines and regressions build on this."""
+"""Gating: absolute floors (``floors``), committed baselines (``baselines``), the regression rule
+(``regression``), the per-session gate the pytest plugin calls (``session``) and ``compare`` for stored runs."""

@@ -54,8 +54,10 @@ ENTRY_KEYS = frozenset({"metric", "value", "se", "ci_low", "ci_high", "n_test", 
                         "test_records_sha256"})
 OPTIONAL_ENTRY_KEYS = frozenset({"recorded_with"})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_BANNER = ("# ecgfm-suite baseline: accepted results of one model (benchmarks/baselines/README.md).\n"
-           "# Written by `pytest benchmarks --ecgfm-update-baselines`; review its diff like code.\n")
+BANNER = ("# ecgfm-suite baseline: accepted results of one model (benchmarks/baselines/README.md).\n"
+          "# Written by `pytest benchmarks --ecgfm-update-baselines`; review its diff like code.\n")
+OBTAINED_BANNER = ("# ecgfm-suite: results of cells without an entry in the baseline yet, for review (not committed).\n"
+                   "# Accept them with `pytest benchmarks --ecgfm-update-baselines=new-only`.\n")
 
 
 def preprocessing_sha256(preprocessing: Mapping[str, Any]) -> str:
@@ -175,12 +177,12 @@ class Baseline:
             results[cell_id] = item
         return {"header": head, "results": results}
 
-    def to_yaml(self) -> str:
-        return _BANNER + yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
+    def to_yaml(self, banner: str = BANNER) -> str:
+        return banner + yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
                                    allow_unicode=True, width=120)
 
-    def write(self, path: Path) -> None:
-        write_atomic(path, self.to_yaml())
+    def write(self, path: Path, banner: str = BANNER) -> None:
+        write_atomic(path, self.to_yaml(banner))
 
     # -- reading ----------------------------------------------------------------------------------
     @classmethod
@@ -208,7 +210,7 @@ class Baseline:
                 raise bad("YAML aliases (*name) are not allowed in a baseline file")
             raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
-            raise bad(f"not valid YAML: {' '.join(str(exc).split())}") from None
+            raise bad(f"not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(raw, dict) or set(raw) != {"header", "results"}:
             found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
             raise bad(f"expected a mapping with exactly the keys 'header' and 'results', found {found}")
@@ -266,6 +268,13 @@ class BaselineStore:
 
     def load_obtained(self, model: str) -> Baseline | None:
         return Baseline.load(self.obtained_path(model))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem and 1-based position, without its dump of the offending text."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def _model_of(path: Path) -> str | None:

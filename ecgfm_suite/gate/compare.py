@@ -89,9 +89,9 @@ class RunComparison:
                  f"{self.count(Status.IMPROVED)} improved beyond tolerance",
                  f"{self.count(Status.REGRESSED)} regressed", f"{self.count(Status.INCOMPARABLE)} not comparable"]
         if self.only_a:
-            parts.append(f"only in A: {', '.join(self.only_a)}")
+            parts.append(f"only in A: {_listing(self.only_a)}")
         if self.only_b:
-            parts.append(f"only in B: {', '.join(self.only_b)}")
+            parts.append(f"only in B: {_listing(self.only_b)}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +101,12 @@ class RunComparison:
                                   "notes": list(c.notes), "problems": list(c.problems)} for c in self.comparisons},
             "only_a": list(self.only_a), "only_b": list(self.only_b), "failed": self.failed,
         }
+
+
+def _listing(cells: tuple[str, ...], limit: int = 6) -> str:
+    """The first few cell ids and how many more (``--json`` lists them all)."""
+    more = f" and {len(cells) - limit} more" if len(cells) > limit else ""
+    return f"{len(cells)} ({', '.join(cells[:limit])}{more})"
 
 
 def _cell(e: BaselineEntry | None) -> str:

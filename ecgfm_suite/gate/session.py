@@ -9,6 +9,7 @@ the shared ``results.jsonl``): it recomputes the same pure decisions, then rewri
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from .._io import write_atomic
 from ..errors import BaselineError
 from ..plan import CellSpec
-from .baselines import Baseline, BaselineEntry, BaselineStore, digest_test_records
+from .baselines import OBTAINED_BANNER, Baseline, BaselineEntry, BaselineStore, digest_test_records
 from .floors import Floors, check_cell
 from .regression import Comparison, GateConfig, Status, compare
 
@@ -101,8 +102,7 @@ class GateSummary:
         if regressed:
             verb = "regressed, accepted by --ecgfm-update-baselines" if self.update == "all" else "REGRESSED"
             out.append(f"{verb} ({len(regressed)}):")
-            out += [f"  {c.cell_id}: {c.metric} {c.new.value:.4f} vs baseline {c.base.value:.4f} "  # type: ignore[union-attr]
-                    f"(change {c.change:+.4f}, tolerance {c.allowed:.4f})" for c in regressed]
+            out += [_change_line(c) for c in regressed]
         incomparable = self.by_status(Status.INCOMPARABLE)
         if incomparable:
             out.append(f"not comparable with the baseline ({len(incomparable)}):")
@@ -111,8 +111,7 @@ class GateSummary:
         if improved and self.update != "all":
             out.append(f"stale baselines, improved beyond tolerance ({len(improved)}; accept with "
                        "--ecgfm-update-baselines):")
-            out += [f"  {c.cell_id}: {c.metric} {c.new.value:.4f} vs baseline {c.base.value:.4f} "  # type: ignore[union-attr]
-                    f"(change {c.change:+.4f}, tolerance {c.allowed:.4f})" for c in improved]
+            out += [_change_line(c) for c in improved]
         new = self.by_status(Status.NEW)
         if new and not self.update:
             out.append(f"no baseline entry ({len(new)}): {', '.join(c.cell_id for c in new)}")
@@ -146,6 +145,12 @@ class GateSummary:
         write_atomic(path, json.dumps(self.to_dict(), sort_keys=True, indent=1))
 
 
+def _change_line(c: Comparison) -> str:
+    base = c.base.value if c.base is not None else math.nan
+    return (f"  {c.cell_id}: {c.metric} {c.new.value:.4f} vs baseline {base:.4f} "
+            f"(change {c.change:+.4f}, tolerance {c.allowed:.4f})")
+
+
 class Gate:
     """Floors (thresholds.yml), tolerances (its ``gate:`` section) and the baselines directory."""
 
@@ -156,6 +161,11 @@ class Gate:
         self.config = GateConfig.load(thresholds)
         self.store = BaselineStore(baselines_dir)
         self.update = update
+
+    def validate(self, models: Iterable[str]) -> None:
+        """Read the baselines of these models now: a broken file is an error before any cell runs."""
+        for model in sorted(set(models)):
+            self.store.load(model)
 
     def compare(self, result: Any, test_sha256: str | None) -> Comparison:
         """Decision for a result against its committed entry (BaselineError if the file is broken)."""
@@ -232,7 +242,7 @@ class Gate:
             previous = None  # a scratch file for review: a broken one is replaced, never merged
         pending = (previous or Baseline(model=model, path=path)).with_entries(fresh).without(baseline.entries)
         if pending.entries:
-            pending.write(path)
+            pending.write(path, OBTAINED_BANNER)
             return "written"
         if path.exists():
             path.unlink()

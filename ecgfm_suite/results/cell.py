@@ -41,6 +41,8 @@ class CellResult:
     task: str
     task_type: str
     dataset_versions: dict[str, str]
+    #: dataset versions + sha256 of the task's ordered record keys (which records the cell saw)
+    task_version: str = ""
     preprocessing: dict[str, Any]
     scarcity: str
     seeds: tuple[int, ...]

@@ -82,7 +82,9 @@ class RunDir:
 
         target = self.path / "cells" / f"{cell_id}.npz"
         with atomic_open(target, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+            # object arrays (record keys) would need pickle: store strings as fixed-width unicode
+            np.savez(fh, **{k: np.asarray(v, dtype=str) if np.asarray(v).dtype == object else np.asarray(v)
+                            for k, v in arrays.items()})
         return target
 
     def load_scores(self, cell_id: str) -> dict[str, Any]:

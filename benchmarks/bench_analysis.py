@@ -1,0 +1,120 @@
+"""Cost of the analysis stage (pytest-benchmark; ``pytest benchmarks/bench_analysis.py``, narrow the matrix
+with the usual ``--ecgfm-*`` options; default: the default matrix).
+
+- a module fixture runs the matrix's cells cold (fresh cache: every record encoded) into a scratch run
+  directory and times it, as the benchmark's cold run;
+- ``test_bench_model_task_analysis[<analysis>]``: one per-(model, task) analysis over every (model, task)
+  of the matrix, figures included (embeddings come from the now-warm cache);
+- ``test_bench_task_analysis[<analysis>]``: CKA, label efficiency and model comparison over every task;
+- ``test_bench_report``: assembling ``index.html`` and the CSV tables;
+- ``test_bench_analysis_stage_budget``: all of the above together must stay under ``TARGET_SHARE`` of the
+  cold run. The numba cache sits in the fresh cache dir too, so UMAP's first compile is counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from ecgfm_suite.analysis import stage
+from ecgfm_suite.pytest_plugin import KEY
+from ecgfm_suite.runner import CellSkip, Runner, run_cell
+
+pytestmark = pytest.mark.slow
+
+TARGET_SHARE = 0.25
+TASK_ANALYSES = ("cka", "label_efficiency", "comparison")
+#: analysis → seconds, filled by the benchmarks below and checked by the budget test
+SPENT: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def cold_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    from ecgfm_suite.report.figures import figures_for
+    from ecgfm_suite.results import RunDir
+
+    scratch = tmp_path_factory.mktemp("analysis_bench")
+    settings = dataclasses.replace(request.config.stash[KEY].settings, cache_dir=scratch / "cache", cache="use")
+    runner = Runner(settings)
+    run = RunDir.create(scratch, "bench")
+    t0 = time.perf_counter()
+    ran, encoders = 0, {}
+    for cell in runner.plan():
+        try:
+            if cell.model not in encoders:
+                encoders.clear()
+                encoders[cell.model] = runner.load_encoder(cell.model)
+            out = run_cell(runner, cell, encoders[cell.model])
+        except CellSkip:
+            continue
+        run.save_scores(cell.id, keys=out.test_keys.astype(str), y_test=out.y_test, scores=out.test_scores)
+        run.append(out.result)
+        ran += 1
+    cold_s = time.perf_counter() - t0
+    encoders.clear()
+    assert ran > 0, "no cell of the selected matrix could run"
+    return SimpleNamespace(cold_s=cold_s, cells=ran, run=run,
+                           session=stage.StageSession(runner, run, draw=figures_for))
+
+
+def _timed_pass(benchmark, func) -> float:
+    t0 = time.perf_counter()
+    benchmark.pedantic(func, rounds=1, iterations=1)
+    return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("name", list(stage.PER_MODEL_TASK))
+def test_bench_model_task_analysis(benchmark, cold_run, name):
+    session = cold_run.session
+    done, skipped = [], {}
+
+    def every_pair() -> None:
+        for model, task in session.model_tasks():
+            try:
+                session.run_model_task(name, model, task)
+                done.append(f"{model}-{task}")
+            except (CellSkip, stage.AnalysisSkip) as skip:
+                skipped[f"{model}-{task}"] = str(skip)
+
+    SPENT[name] = _timed_pass(benchmark, every_pair)
+    benchmark.extra_info.update({"pairs": len(done), "skipped": len(skipped), "seconds": round(SPENT[name], 2),
+                                 "cold_run_s": round(cold_run.cold_s, 2)})
+
+
+@pytest.mark.parametrize("name", TASK_ANALYSES)
+def test_bench_task_analysis(benchmark, cold_run, name):
+    session = cold_run.session
+    targets = session.columns() if name == "comparison" else [(task, None) for task in session.tasks()]
+
+    def every_task() -> None:
+        for task, level in targets:
+            try:
+                session.run_task(name, task, level)
+            except stage.AnalysisSkip:
+                pass
+
+    SPENT[name] = _timed_pass(benchmark, every_task)
+    benchmark.extra_info.update({"targets": len(targets), "seconds": round(SPENT[name], 2)})
+
+
+def test_bench_report(benchmark, cold_run):
+    from ecgfm_suite.report import write_report
+
+    SPENT["report"] = _timed_pass(benchmark, lambda: write_report(cold_run.run.path))
+    benchmark.extra_info.update({"seconds": round(SPENT["report"], 2)})
+
+
+def test_bench_analysis_stage_budget(cold_run):
+    expected = {*stage.PER_MODEL_TASK, *TASK_ANALYSES, "report"}
+    missing = expected - set(SPENT)
+    if missing:
+        pytest.skip(f"run the whole module: no timing for {sorted(missing)}")
+    total = sum(SPENT.values())
+    share = total / cold_run.cold_s
+    breakdown = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(SPENT.items(), key=lambda kv: -kv[1]))
+    print(f"analysis stage {total:.1f}s = {share:.1%} of the cold run {cold_run.cold_s:.1f}s "
+          f"({cold_run.cells} cells): {breakdown}")
+    assert share <= TARGET_SHARE, f"analysis stage {total:.1f}s is {share:.1%} of the cold run ({breakdown})"

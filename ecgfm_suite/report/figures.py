@@ -1,0 +1,241 @@
+"""Figures of the analyses as PNG bytes (matplotlib, Agg backend; no display, no files of its own).
+
+Each function draws one analysis payload (the JSON ``ecgfm_suite.analysis.stage`` stores) and
+returns PNG bytes, or None when there is nothing to draw. ``figures_for`` maps an analysis
+kind to its figures; the analysis tests call it and store the PNGs beside the JSON, and the
+report embeds them as data URIs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+DPI = 80
+MAX_PANELS = 6
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _headline(cells: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The cell with the most training data among those with attributions (frac100 if present)."""
+    from ..analysis.stage import headline_level
+
+    done = {c["level"]: c for c in cells.values() if c.get("outputs")}
+    return done[headline_level(list(done))] if done else None
+
+
+def top_dimensions(payload: Mapping[str, Any]) -> bytes | None:
+    """Top-k embedding dimensions (chosen on validation) and their share of the test attribution mass."""
+    cell = _headline(payload["cells"])
+    if cell is None:
+        return None
+    outputs = list(cell["outputs"].items())[:MAX_PANELS]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(outputs), figsize=(3.2 * len(outputs), 4.2), squeeze=False)
+    for ax, (name, out) in zip(axes[0], outputs):
+        dims, share = out["top_dims"], out["top_dims_test_share"]
+        ax.barh(range(len(dims)), share, color="#4c72b0")
+        ax.set_yticks(range(len(dims)), [str(d) for d in dims], fontsize=7)
+        ax.invert_yaxis()
+        c = out["concentration"]
+        ax.set_title(f"{name}\n50%: {c['dims_50']} dims, 90%: {c['dims_90']}, Gini {c['gini']:.2f}", fontsize=8)
+        ax.set_xlabel("share of test |SHAP|", fontsize=8)
+    fig.suptitle(f"{payload['model']} · {payload['task']} · {cell['level']}: top dimensions", fontsize=9)
+    return _png(fig)
+
+
+def lead_importance(payload: Mapping[str, Any]) -> bytes | None:
+    """Each lead's share of the input attribution, per output class."""
+    importance = payload.get("lead_importance") or {}
+    if not importance:
+        return None
+    outputs = list(importance)[:MAX_PANELS]
+    leads = list(importance[outputs[0]]["share"])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(leads) * max(1, len(outputs)) ** 0.5), 3.2))
+    width = 0.8 / len(outputs)
+    for j, name in enumerate(outputs):
+        share = [importance[name]["share"][lead] for lead in leads]
+        ax.bar(np.arange(len(leads)) + j * width - 0.4 + width / 2, share, width, label=name)
+    ax.set_xticks(range(len(leads)), leads, fontsize=8)
+    ax.set_ylabel("share of mean |SHAP|", fontsize=8)
+    ax.legend(fontsize=7, ncol=min(3, len(outputs)))
+    ax.set_title(f"{payload['model']} · {payload['task']}: lead importance ({len(payload['records'])} records)",
+                 fontsize=9)
+    return _png(fig)
+
+
+def attribution_traces(payload: Mapping[str, Any], records: Sequence[Any]) -> bytes | None:
+    """The explained records' leads with each (lead, segment) shaded by its SHAP value (red raises the score)."""
+    if not payload.get("records") or not records:
+        return None
+    plt = _pyplot()
+    by_key = {rec.key: rec for rec in records}
+    shown = [r for r in payload["records"] if r["key"] in by_key][:4]
+    n_leads = max(len(r["player_leads"]) for r in shown)
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 0.45 * n_leads + 1.6), squeeze=False)
+    outputs = payload["outputs"]
+    for ax, info in zip(axes[0], shown):
+        rec = by_key[info["key"]]
+        values = np.asarray(info["values"])  # (players, segments, outputs)
+        k = outputs.index(info["label"]) if info["label"] in outputs else 0
+        scale = float(np.abs(values[:, :, k]).max()) or 1.0
+        t = np.arange(rec.data.shape[1]) / rec.fs
+        bounds = info["bounds_s"]
+        traces = [rec.data[rec.leads.index(lead)] for lead in info["player_leads"]]
+        spread = max(float(np.ptp(tr)) for tr in traces) or 1.0  # one mV scale per record: amplitudes compare
+        for row, (lead, trace) in enumerate(zip(info["player_leads"], traces)):
+            offset = -row * 1.2
+            for s in range(len(bounds) - 1):
+                v = values[row, s, k] / scale
+                ax.fill_between([bounds[s], bounds[s + 1]], offset - 0.55, offset + 0.55,
+                                color=plt.cm.RdBu_r(0.5 + 0.5 * v), alpha=0.6, linewidth=0)
+            ax.plot(t, (trace - np.median(trace)) / spread * 1.2 + offset, color="black", linewidth=0.5)
+        ax.set_yticks([-i * 1.2 for i in range(len(info["player_leads"]))], info["player_leads"], fontsize=7)
+        ax.set_xlabel(f"s (full scale {spread:.1f} mV)", fontsize=8)
+        ax.set_title(f"{info['key']} ({info['label']})\nscore {info['output'][k]:.2f}, base {info['base'][k]:.2f}"
+                     f" · SHAP of {outputs[k]}", fontsize=8)
+    fig.suptitle(f"{payload['model']} · {payload['task']}: attribution over the trace", fontsize=9)
+    return _png(fig)
+
+
+def projection(payload: Mapping[str, Any]) -> bytes | None:
+    """UMAP of the test embeddings coloured by label (and by source for pooled tasks), with its scores."""
+    Y = np.asarray(payload["coords"], dtype=float)
+    if len(Y) == 0:
+        return None
+    panels = [("label", np.asarray(payload["groups"]), list(payload["group_names"]))]
+    if payload.get("source") is not None:
+        names = sorted(set(payload["source"]))
+        panels.append((payload["source_by"], np.array([names.index(s) for s in payload["source"]]), names))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab10" if max(len(p[2]) for p in panels) <= 10 else "tab20")
+    for ax, (what, codes, names) in zip(axes[0], panels):
+        for code, name in enumerate(names):
+            mask = codes == code
+            if mask.any():
+                ax.scatter(Y[mask, 0], Y[mask, 1], s=8, color=cmap(code % cmap.N), label=f"{name} ({int(mask.sum())})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=6, markerscale=1.5, loc="best")
+        ax.set_title(f"coloured by {what}", fontsize=8)
+    s = payload["scores"]
+    sep = (payload.get("separability") or {}).get("auroc")
+
+    def f(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
+    fig.suptitle(f"{payload['model']} · {payload['task']}: UMAP of {s['n_records']} test records · silhouette "
+                 f"{f(s['silhouette'])} · kNN acc {f(s['knn_accuracy'])} (chance {f(s['knn_chance'])}) · "
+                 f"trustworthiness {f(s['trustworthiness'])} · source AUROC {f(sep)}", fontsize=8)
+    return _png(fig)
+
+
+def transfer_matrix(payload: Mapping[str, Any]) -> bytes | None:
+    """Metric of each (training region → test region) pair; the diagonal is in-region."""
+    rows, cols = payload["train_regions"], payload["test_regions"]
+    if not rows or not cols:
+        return None
+    values = np.full((len(rows), len(cols)), np.nan)
+    for i, a in enumerate(rows):
+        for j, b in enumerate(cols):
+            v = payload["cells"].get(a, {}).get(b, {}).get("value")
+            values[i, j] = np.nan if v is None else v
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 2.5, 0.7 * len(rows) + 1.8))
+    image = ax.imshow(values, cmap="viridis" if payload["metric"] != "mae" else "viridis_r")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
+    ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel("test region", fontsize=8)
+    ax.set_ylabel("training region", fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8).set_label(payload["metric"], fontsize=8)
+    ax.set_title(f"{payload['model']} · {payload['task']}: transfer ({payload['metric']})", fontsize=9)
+    return _png(fig)
+
+
+def label_efficiency(payload: Mapping[str, Any]) -> bytes | None:
+    """Metric against the fraction of training data, one line per model; dashed: the control's full-data score."""
+    task, payloads = payload["task"], payload["models"]
+    if not payloads:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    reference = None
+    for model, p in sorted(payloads.items()):
+        pts = p["points"]
+        x = [q["fraction"] for q in pts]
+        y = [q["value"] for q in pts]
+        low = [q["value"] - q["ci_low"] if q.get("ci_low") is not None else 0 for q in pts]
+        high = [q["ci_high"] - q["value"] if q.get("ci_high") is not None else 0 for q in pts]
+        ax.errorbar(x, y, yerr=[low, high], marker="o", markersize=3, capsize=2, label=f"{model} (AUC {p['auc']:.3f})")
+        reference = p.get("reference") if reference is None else reference
+    if reference is not None:
+        ax.axhline(reference, linestyle="--", color="grey", linewidth=1, label="random_cnn, full data")
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of the training split", fontsize=8)
+    ax.set_ylabel(next(iter(payloads.values()))["metric"], fontsize=8)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{task}: label efficiency", fontsize=9)
+    return _png(fig)
+
+
+def cka_heatmap(payload: Mapping[str, Any]) -> bytes | None:
+    names = payload["models"]
+    matrix = np.asarray(payload["cka"], dtype=float)
+    if len(names) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(0.9 * len(names) + 2.6, 0.8 * len(names) + 1.6))
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="magma")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if matrix[i, j] > 0.6 else "white")
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=30)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8).set_label("linear CKA", fontsize=8)
+    ax.set_title(f"{payload['task']}: linear CKA on {payload['n_records']} test records", fontsize=9)
+    return _png(fig)
+
+
+def figures_for(kind: str, payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes]:
+    """Figures of one stored analysis: name → PNG (empty when the kind has none or nothing to draw)."""
+    drawn: dict[str, bytes | None]
+    if kind == "dimension_attribution":
+        drawn = {"top_dims": top_dimensions(payload)}
+    elif kind == "input_attribution":
+        drawn = {"leads": lead_importance(payload), "traces": attribution_traces(payload, extra or [])}
+    elif kind == "projection":
+        drawn = {"map": projection(payload)}
+    elif kind == "transfer":
+        drawn = {"matrix": transfer_matrix(payload)}
+    elif kind == "cka":
+        drawn = {"heatmap": cka_heatmap(payload)}
+    elif kind == "label_efficiency":
+        drawn = {"curves": label_efficiency(payload)}
+    else:
+        drawn = {}
+    return {name: png for name, png in drawn.items() if png is not None}

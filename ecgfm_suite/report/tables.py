@@ -1,0 +1,176 @@
+"""The report's tables as plain rows (dicts): one source for the HTML page and the CSV files beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data.scarcity import parse_level
+from ..metrics import METRICS
+
+
+def level_order(level: str) -> tuple[int, int]:
+    spec = parse_level(level)
+    return (0 if spec.kind == "frac" else 1, spec.amount)
+
+
+def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any]],
+              outcomes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell that ran, with the best/not-significantly-worse marks of its (task, scarcity) column.
+
+    ``comparisons`` maps ``"task-scarcity"`` to the stored comparison; ``outcomes`` maps a cell id to
+    its test outcome (``{"outcome": "passed"|"failed"|..., "reason": ...}``) when the run recorded them.
+    """
+    columns: dict[tuple[str, str], list[Any]] = {}
+    for r in results:
+        columns.setdefault((r.task, r.scarcity), []).append(r)
+    rows = []
+    for (task, level), members in sorted(columns.items(), key=lambda kv: (kv[0][0], level_order(kv[0][1]))):
+        finite = [r for r in members if r.main.is_finite()]
+        best = None
+        if finite:
+            higher = METRICS.get(finite[0].main_metric).higher_is_better
+            best = (max if higher else min)(finite, key=lambda r: (r.main.value, r.model)).model
+        comparison = comparisons.get(f"{task}-{level}")
+        for r in sorted(members, key=lambda r: r.model):
+            outcome = outcomes.get(r.cell_id, {})
+            verdict = (comparison or {}).get("verdict", {}).get(r.model) if comparison else None
+            rows.append({
+                "cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity,
+                "metric": r.main_metric, "value": r.main.value, "ci_low": r.main.ci_low, "ci_high": r.main.ci_high,
+                "seed_std": r.main.seed_std, "n_train": r.n_train, "n_test": r.n_test,
+                "best": r.model == best,
+                "not_worse": None if verdict is None else not verdict["significantly_worse"],
+                "p_vs_best": None if verdict is None else verdict.get("p_value"),
+                "failing": outcome.get("outcome") == "failed" or not r.main.is_finite(),
+                "failure": outcome.get("reason") if outcome.get("outcome") == "failed"
+                else (None if r.main.is_finite() else "main metric is not finite"),
+                "random_init": r.random_init, "checkpoint_sha256": r.checkpoint_sha256,
+                "pretraining_overlap": ", ".join(r.pretraining_overlap),
+            })
+    return rows
+
+
+def pivot(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """Models × (task, scarcity) view of the cell rows: (columns, one row per model with a cell per column)."""
+    columns = sorted({(r["task"], r["scarcity"]) for r in rows}, key=lambda c: (c[0], level_order(c[1])))
+    by_model: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], {})[(r["task"], r["scarcity"])] = r
+    return columns, [{"model": m, "cells": [cells.get(c) for c in columns]} for m, cells in sorted(by_model.items())]
+
+
+def skipped_cells(planned: Sequence[str], results: Sequence[Any], outcomes: Mapping[str, Mapping[str, Any]],
+                  analysis_skips: Mapping[str, str]) -> list[dict[str, str]]:
+    """Planned cells without a result, with the best reason known: the test outcome, else the reason the
+    analysis stage met for the same (model, task), else "no result recorded"."""
+    ran = {r.cell_id for r in results}
+    skipped = [c for c, o in sorted(outcomes.items()) if o.get("outcome") == "skipped"]
+    ids = [c for c in dict.fromkeys([*planned, *skipped]) if c not in ran]
+    rows = []
+    for cell_id in ids:
+        model_task = cell_id.rsplit("-", 1)[0]
+        reason = (outcomes.get(cell_id, {}).get("reason") or analysis_skips.get(model_task)
+                  or "no result recorded (not run, or failed before writing a result)")
+        rows.append({"cell_id": cell_id, "reason": reason})
+    return rows
+
+
+def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        stability = payload.get("level_stability", {})
+        for cell_id, cell in sorted(payload["cells"].items(), key=lambda kv: level_order(kv[1]["level"])):
+            if not cell.get("outputs"):
+                rows.append({"cell_id": cell_id, "model": payload["model"], "task": payload["task"],
+                             "scarcity": cell["level"], "output": None, "note": cell.get("reason")})
+                continue
+            for name, out in cell["outputs"].items():
+                c = out["concentration"]
+                rows.append({
+                    "cell_id": cell_id, "model": payload["model"], "task": payload["task"], "scarcity": cell["level"],
+                    "output": name, "dims_50": c["dims_50"], "dims_90": c["dims_90"], "n_dims": c["n_dims"],
+                    "gini": c["gini"], "top_k_test_share": out["top_k_test_share"],
+                    "seed_stability": out["seed_stability"], "val_test_overlap": out["val_test_overlap"],
+                    "level_stability": stability.get(name, {}).get("mean"),
+                    "top_dims": " ".join(str(d) for d in out["top_dims"]), "note": None,
+                })
+    return rows
+
+
+def lead_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        for name, imp in payload.get("lead_importance", {}).items():
+            ranked = sorted(imp["share"].items(), key=lambda kv: -kv[1])
+            rows.append({
+                "model": payload["model"], "task": payload["task"], "output": name, "top_lead": imp["top_lead"],
+                "precordial_share": imp["precordial_share"], "records": len(payload["records"]),
+                "segments": payload["resolution"]["n_segments"], "permutations": payload["resolution"]["permutations"],
+                "max_additivity_error": max((r["additivity_error"] for r in payload["records"]), default=None),
+                "shares": ", ".join(f"{lead} {share:.2f}" for lead, share in ranked if share > 0),
+            })
+    return rows
+
+
+def projection_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        sep = payload.get("separability") or {}
+        rows.append({"model": payload["model"], "task": payload["task"], **payload["scores"],
+                     "source_by": sep.get("by"), "source_auroc": sep.get("auroc"),
+                     "n_neighbors": payload["params"]["n_neighbors"], "min_dist": payload["params"]["min_dist"]})
+    return rows
+
+
+def representation_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: p[k] for k in ("model", "task", "embed_dim", "rankme", "rankme_test", "n_records", "n_test",
+                                "records_without_embedding")} for p in entries.values()]
+
+
+def transfer_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        for a, row in payload["cells"].items():
+            for b, cell in row.items():
+                rows.append({"model": payload["model"], "task": payload["task"], "metric": payload["metric"],
+                             "train_region": a, "test_region": b, "value": cell.get("value"),
+                             "ci_low": cell.get("ci_low"), "ci_high": cell.get("ci_high"), "drop": cell.get("drop"),
+                             "note": cell.get("reason")})
+    return rows
+
+
+def efficiency_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        for model, curve in payload["models"].items():
+            rows.append({"task": payload["task"], "model": model, "metric": curve["metric"], "auc": curve["auc"],
+                         "levels": " ".join(p["level"] for p in curve["points"]),
+                         "reference": curve["reference"], "reach_fraction": curve["reach"],
+                         "reached_at_smallest": curve["reached_at_smallest"],
+                         "fraction_range": "–".join(f"{f:.3g}" for f in curve["fraction_range"])})
+    return rows
+
+
+def comparison_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        for pair in payload["pairs"].values():
+            rows.append({"task": payload["task"], "scarcity": payload["scarcity"], "metric": payload["metric"],
+                         "model_a": pair["a"], "model_b": pair["b"], "diff_a_minus_b": pair["diff"],
+                         "ci_low": pair["ci_low"], "ci_high": pair["ci_high"], "p_value": pair["p_value"],
+                         "n_records": payload["n_records"]})
+    return rows
+
+
+def cka_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for payload in entries.values():
+        names, matrix = payload["models"], np.asarray(payload["cka"], dtype=float)
+        for i, a in enumerate(names):
+            for j in range(i + 1, len(names)):
+                rows.append({"task": payload["task"], "model_a": a, "model_b": names[j], "cka": float(matrix[i, j]),
+                             "n_records": payload["n_records"]})
+    return rows

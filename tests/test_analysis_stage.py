@@ -1,0 +1,123 @@
+"""The analysis stage: its store, record choice, probe refits that match the cells, and a real-data run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ecgfm_suite.analysis import stage
+from ecgfm_suite.data.tasks import TASKS
+from ecgfm_suite.errors import DataError
+
+
+@pytest.fixture(scope="session")
+def analysis_cache_dir(request: pytest.FixtureRequest) -> Path:
+    """One cache dir for every analysis test, kept between runs (numba's compiled UMAP/shap kernels live there)."""
+    return request.config.cache.mkdir("ecgfm-suite-analysis")
+
+
+def test_store_round_trip_figures_skips_and_embeddings(tmp_path):
+    store = stage.AnalysisStore(tmp_path)
+    store.write("projection", "m-t", {"scores": {"silhouette": float("nan"), "k": np.int64(3)}, "coords": np.eye(2)})
+    got = store.read("projection", "m-t")
+    assert got == {"kind": "projection", "key": "m-t", "scores": {"silhouette": None, "k": 3},
+                   "coords": [[1.0, 0.0], [0.0, 1.0]]}
+    assert store.entries("projection") == {"m-t": got} and store.entries("nothing") == {}
+    store.write_figure("projection", "m-t", b"\x89PNG fake", "map")
+    store.write_figure("projection", "m-t2", b"\x89PNG other", "map")
+    assert [p.name for p in store.figures("projection", "m-t")] == ["m-t.map.png"]
+    store.skip("transfer", "m-t", "not pooled")
+    assert store.entries("skipped")["transfer.m-t"]["reason"] == "not pooled"
+    store.write_embeddings("model_a", "ludb_lvh", np.array(["ludb/1", "ludb/2"], dtype=object), np.ones((2, 3)))
+    keys, X = store.task_embeddings("ludb_lvh")["model_a"]
+    assert keys.tolist() == ["ludb/1", "ludb/2"] and X.shape == (2, 3)
+    with pytest.raises(DataError, match="plain name"):
+        store.path("projection", "../escape")
+
+
+def test_plain_turns_nan_into_null_so_json_stays_strict():
+    assert stage.plain({"a": [np.float32(1.5), math.inf], "b": (np.nan,)}) == {"a": [1.5, None], "b": [None]}
+    json.dumps(stage.plain({"x": np.array([np.nan, 2.0])}), allow_nan=False)
+
+
+def _task(task_id: str, y: np.ndarray, split: np.ndarray) -> SimpleNamespace:
+    spec = TASKS.get(task_id)
+    keys = np.array([f"ludb/{i}" for i in range(len(y))], dtype=object)
+    return SimpleNamespace(task=spec, keys=keys, y=y, classes=spec.classes, split=split,
+                           indices=lambda name: np.flatnonzero(split == name))
+
+
+def test_choose_records_is_fixed_balanced_and_positive_first():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    split = np.where(np.arange(200) % 5 == 0, "test", "train")
+    td = _task("ludb_lvh", y, split)
+    options = stage.StageOptions(input_records_per_class=2, input_max_records=4)
+    chosen = stage.choose_records(td, options)
+    assert chosen == stage.choose_records(td, options)  # the same records for every model
+    assert all(split[i] == "test" for i in chosen) and len(set(chosen)) == 4
+    assert [int(y[i]) for i in chosen] == [1, 0, 1, 0]
+    assert len(stage.choose_records(td, dataclasses.replace(options, input_max_records=3))) == 3
+
+
+def test_headline_level_prefers_the_most_data():
+    assert stage.headline_level(["frac10", "frac100", "shot10"]) == "frac100"
+    assert stage.headline_level(["shot5", "frac25", "frac5"]) == "frac25"
+    assert stage.headline_level(["shot5", "shot20"]) == "shot20"
+
+
+def test_label_efficiency_and_comparison_skip_with_reasons(tmp_path):
+    with pytest.raises(stage.AnalysisSkip, match="two finished scarcity levels"):
+        stage.label_efficiency([], "ludb_lvh")
+    run_dir = SimpleNamespace(load_scores=lambda cell_id: (_ for _ in ()).throw(FileNotFoundError(cell_id)))
+    with pytest.raises(stage.AnalysisSkip, match="comparison needs 2"):
+        stage.comparison(run_dir, [], "ludb_lvh", "frac10", n_boot=10, seed=0)
+    with pytest.raises(stage.AnalysisSkip, match="CKA needs"):
+        stage.cka(stage.AnalysisStore(tmp_path), "ludb_lvh")
+
+
+@pytest.mark.slow
+def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_path, analysis_cache_dir):
+    """random_cnn on LUDB LVH through the Runner: the refitted probes score the test records exactly as the
+    cell did, and each per-(model, task) analysis writes a consistent result."""
+    from ecgfm_suite.report.figures import figures_for
+    from ecgfm_suite.results import RunDir
+    from ecgfm_suite.runner import Runner, run_cell
+    from ecgfm_suite.plan import CellSpec
+    from ecgfm_suite.settings import resolve
+
+    settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
+                        "tasks": "ludb_lvh", "scarcity": "frac10,frac100", "seeds": "2", "n_boot": "50"}, env={})
+    runner = Runner(settings)
+    run = RunDir.create(tmp_path, "run")
+    session = stage.StageSession(runner, run, draw=figures_for,
+                                 options=stage.StageOptions(input_max_records=2, input_budget_s=2.0))
+    encoder = session.encoder("random_cnn")
+    out = run_cell(runner, CellSpec(model="random_cnn", task="ludb_lvh", scarcity="frac10"), encoder)
+    data = session.data("random_cnn", "ludb_lvh")
+    refit = stage.probe_runs(data, "frac10")
+    np.testing.assert_allclose(np.stack([r.probe.predict_scores(data.X[data.rows("test")]) for r in refit]),
+                               out.test_scores, rtol=1e-6, atol=1e-7)
+    assert np.array_equal(np.asarray(data.task.keys)[data.rows("test")], out.test_keys)
+
+    dims = session.run_model_task("dimension_attribution", "random_cnn", "ludb_lvh")
+    assert set(dims["cells"]) == {"random_cnn-ludb_lvh-frac10", "random_cnn-ludb_lvh-frac100"}
+    assert dims["cells"]["random_cnn-ludb_lvh-frac100"]["outputs"]["lvh"]["seed_stability"] == 1.0  # same data
+    inputs = session.run_model_task("input_attribution", "random_cnn", "ludb_lvh")
+    assert len(inputs["records"]) == 2 and all(r["additivity_error"] < 1e-5 for r in inputs["records"])
+    assert sum(inputs["lead_importance"]["lvh"]["share"].values()) == pytest.approx(1.0)
+    rep = session.run_model_task("representation", "random_cnn", "ludb_lvh")
+    assert 1 < rep["rankme"] <= 256
+    with pytest.raises(stage.AnalysisSkip, match="not a pooled"):
+        session.run_model_task("transfer", "random_cnn", "ludb_lvh")
+    store = session.store
+    assert store.read("tasks", "ludb_lvh")["classes"] == ["no_lvh", "lvh"]
+    assert store.entries("skipped")["transfer.random_cnn-ludb_lvh"]["reason"].startswith("task ludb_lvh is not")
+    assert {p.stem for p in store.figures("input_attribution", "random_cnn-ludb_lvh")} == {
+        "random_cnn-ludb_lvh.leads", "random_cnn-ludb_lvh.traces"}
