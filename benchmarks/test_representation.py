@@ -5,7 +5,8 @@ Runs after ``test_matrix.py`` (pytest orders files alphabetically) from the same
 - ``test_model_task_analysis[<model>-<task>-<analysis>]``: SHAP over embedding dimensions and over
   the input, UMAP with its structure scores, RankMe, and (pooled tasks) cross-continental transfer;
 - ``test_task_analysis[<task>-cka|label_efficiency]`` and ``[<task>-<level>-comparison]``: CKA
-  between models, label-efficiency curves and paired model comparisons, after every model.
+  between models, label-efficiency curves and paired model comparisons, after every model (under
+  pytest-xdist they run on the controller at session end instead: a worker cannot see the others finish).
 
 A (model, task) whose cells were skipped (no data, no weights) is skipped here with the same
 reason. Results are JSON (+ PNG) under ``<run dir>/analysis/``; the report assembles them.
@@ -23,17 +24,6 @@ from ecgfm_suite.errors import EcgfmError
 from ecgfm_suite.pytest_plugin import KEY
 
 pytestmark = pytest.mark.analysis
-ANALYSIS = pytest.StashKey[stage.StageSession]()
-
-
-def _session(config: pytest.Config) -> stage.StageSession:
-    """One analysis stage per pytest process, on the cells' runner and run directory."""
-    if ANALYSIS not in config.stash:
-        from ecgfm_suite.report.figures import figures_for
-
-        bench = config.stash[KEY]
-        config.stash[ANALYSIS] = stage.StageSession(bench.runner, bench.run_dir, draw=figures_for)
-    return config.stash[ANALYSIS]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -43,26 +33,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from ecgfm_suite.data.tasks import TASKS
 
     try:
-        session = _session(metafunc.config)
-        pairs, columns, tasks = session.model_tasks(), session.columns(), session.tasks()
+        plan = metafunc.config.stash[KEY].runner.plan()
     except EcgfmError as exc:
         raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
     if "model_task_case" in wanted:
         # xdist_group: with `--dist loadgroup` a model's analyses follow its cells on the same worker
         cases = [pytest.param((m, t, name), id=f"{m}-{t}-{name}", marks=pytest.mark.xdist_group(m))
-                 for m, t in pairs for name in stage.PER_MODEL_TASK
+                 for m, t in stage.model_task_pairs(plan) for name in stage.PER_MODEL_TASK
                  if name != "transfer" or stage.is_pooled(TASKS.get(t))]
         metafunc.parametrize("model_task_case", cases)
     else:
-        cases = [(name, t, None) for t in tasks for name in ("cka", "label_efficiency")]
-        cases += [("comparison", t, level) for t, level in columns]
+        cases = [(name, t, None) for t in stage.plan_tasks(plan) for name in ("cka", "label_efficiency")]
+        cases += [("comparison", t, level) for t, level in stage.plan_columns(plan)]
         metafunc.parametrize("task_case", cases,
                              ids=[f"{t}-{n}" if lv is None else f"{t}-{lv}-{n}" for n, t, lv in cases])
 
 
 @pytest.fixture(scope="session")
 def analysis(request: pytest.FixtureRequest) -> stage.StageSession:
-    return _session(request.config)
+    """One analysis stage per pytest process, on the cells' runner and run directory."""
+    from ecgfm_suite.report.figures import figures_for
+
+    bench = request.config.stash[KEY]
+    return stage.StageSession(bench.runner, bench.run_dir, draw=figures_for)
 
 
 def test_model_task_analysis(model_task_case, analysis, record_property):
@@ -77,8 +70,11 @@ def test_model_task_analysis(model_task_case, analysis, record_property):
     CHECKS[name](payload)
 
 
-def test_task_analysis(task_case, analysis, record_property):
+def test_task_analysis(task_case, analysis, request, record_property):
     name, task, level = task_case
+    if hasattr(request.config, "workerinput"):
+        pytest.skip("under pytest-xdist the per-task analyses run on the controller at session end "
+                    "(stage.run_task_analyses), once every worker's cells are done")
     try:
         payload = analysis.run_task(name, task, level)
     except stage.AnalysisSkip as skip:
@@ -103,9 +99,8 @@ def _check_dimensions(p):
 
 
 def _check_input(p):
-    for rec in p["records"]:
-        scale = max(1e-6, max(abs(v) for v in rec["output"]))
-        assert rec["additivity_error"] <= 1e-4 * max(1.0, scale), rec["key"]  # SHAP values sum to f(x) − f(masked)
+    for rec in p["records"]:  # the values of a record sum to f(record) − f(masked record)
+        assert rec["additivity_error"] <= 1e-4 * max(1.0, *map(abs, rec["output"])), rec["key"]
     for imp in p["lead_importance"].values():
         assert abs(sum(imp["share"].values()) - 1) < 1e-6 or sum(imp["share"].values()) == 0
         unread = [lead for lead in imp["share"] if lead not in p["model_leads"]]
@@ -124,9 +119,10 @@ def _check_representation(p):
 
 
 def _check_transfer(p):
-    for row in p["cells"].values():
-        for cell in row.values():
+    for a, row in p["cells"].items():
+        for b, cell in row.items():
             assert cell["value"] is not None or cell["reason"]
+            assert a != b or cell["drop"] in (0.0, None)
 
 
 def _check_cka(p):

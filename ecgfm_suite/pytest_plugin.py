@@ -36,13 +36,37 @@ class BenchSession:
         self.test_shas: dict[str, str] = {}
         self._test_keys: dict[str, Any] = {}
         self.gate_summary: Any = None
+        self._plan: list[Any] | None = None
+        self._shard: tuple[list[Any], str] | None = None
+
+    def plan(self) -> list[Any]:
+        """The selected cells (planned once per session)."""
+        if self._plan is None:
+            try:
+                self._plan = self.runner.plan()
+            except EcgfmError as exc:
+                raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
+        return self._plan
+
+    def shard(self) -> tuple[list[Any], str]:
+        """This job's cells under ``--ecgfm-shard K/N`` and the split's digest; computed once, before any cell runs."""
+        if self._shard is None:
+            from .shard import assign_shards, cell_cost, recorded_encode_rates, shard_digest
+
+            k, n = self.settings.shard  # type: ignore[misc]
+            cells = self.plan()
+            records = self.runner.record_counts(sorted({c.task for c in cells}))
+            shards = assign_shards(cells, n, cell_cost(records, recorded_encode_rates(self.settings.cache_dir)))
+            self._shard = (shards[k - 1], shard_digest(shards))
+        return self._shard
 
     @property
     def runner(self) -> Any:
         if self._runner is None:
             from .runner import Runner
 
-            self._runner = Runner(self.settings)
+            workerinput = getattr(self.config, "workerinput", None)
+            self._runner = Runner(self.settings, worker_id=workerinput["workerid"] if workerinput else None)
         return self._runner
 
     @property
@@ -176,11 +200,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CELL_FIXTURE not in metafunc.fixturenames:
         return
-    session = metafunc.config.stash[KEY]
-    try:
-        cells = session.runner.plan()
-    except EcgfmError as exc:
-        raise pytest.UsageError(f"ecgfm-suite: {exc}") from None
+    cells = metafunc.config.stash[KEY].plan()
     # xdist_group: with `-n N --dist loadgroup` all cells of a model go to one worker (one load per model)
     metafunc.parametrize(
         ["ecgfm_model", CELL_FIXTURE],
@@ -188,6 +208,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         indirect=["ecgfm_model"],
         scope="session",
     )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under a shard, fix the split before any cell fills the cache (the costs read its recorded timings)."""
+    bench = session.config.stash.get(KEY, None)
+    if bench is not None and bench.settings.shard is not None:
+        bench.shard()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--ecgfm-shard K/N``: deselect the cells of other shards (``-k``/``-m`` then select within this one)."""
+    bench = config.stash.get(KEY, None)
+    if bench is None or bench.settings.shard is None:
+        return
+    mine = {c.id for c in bench.shard()[0]}
+    keep, other = [], []
+    for item in items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get(CELL_FIXTURE)
+        (other if cell is not None and cell.id not in mine else keep).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -239,8 +282,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "models": {r.model: r.checkpoint_sha256 for r in results},
         "dataset_versions": {k: v for r in results for k, v in r.dataset_versions.items()},
         "environment": environment(), "git_commit": git_commit(),
+        **({"shard": _shard_meta(bench)} if s.shard else {}),
     })
     run.link_latest()
+
+
+def _shard_meta(bench: BenchSession) -> dict[str, Any]:
+    """What ``merge`` needs to check a shard run: its place in the split and the cells assigned to it."""
+    cells, digest = bench.shard()
+    k, n = bench.settings.shard  # type: ignore[misc]
+    return {"index": k, "count": n, "split_sha256": digest, "cells": [c.id for c in cells]}
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

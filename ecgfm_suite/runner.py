@@ -71,10 +71,12 @@ def model_plans(settings: Settings) -> dict[str, ModelPlan]:
 class Runner:
     """One benchmark session: caches dataset indexes, task data and the loaded encoder."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         from .embeddings.cache import EmbeddingCache
 
         self.settings = settings
+        #: pytest-xdist worker id (``gw0``…): picks this worker's GPU on a multi-GPU machine
+        self.worker_id = worker_id
         self.cache = EmbeddingCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
         self._found: dict[str, list[Path]] | None = None
         self._indexes: dict[str, Any] = {}
@@ -157,6 +159,13 @@ class Runner:
                 cells.extend(CellSpec(model=model_id, task=task_id, scarcity=lv) for lv in levels)
         return cells
 
+    def record_counts(self, task_ids: list[str]) -> dict[str, int]:
+        """Records in each task's present datasets: the expected-cost fallback for shard balancing."""
+        from .data.tasks import TASKS
+
+        found = self.found_datasets()
+        return {t: sum(len(self.index(d).records) for d in TASKS.get(t).datasets if d in found) for t in task_ids}
+
     # -- models -------------------------------------------------------------------------------------
     def load_encoder(self, model_id: str) -> Any:
         from .registry import resolve
@@ -169,7 +178,7 @@ class Runner:
                 "or --ecgfm-allow-random-init for a random-init run)"
             )
         loader: Callable[..., Any] = resolve(plan.spec.loader)
-        return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device())
+        return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device(self.worker_id))
 
     # -- embeddings ----------------------------------------------------------------------------------
     def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict, bool]:

@@ -7,12 +7,14 @@ flags from ``OPTIONS``, so the README table, ``--help`` and behaviour cannot dri
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .shard import parse_shard
 
 
 def _path(value: str) -> Path:
@@ -137,6 +139,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("update-baselines", "update_baselines", "ECGFM_UPDATE_BASELINES", None, _update_mode,
            "rewrite the baseline entries of the cells that ran and passed their floors (all, the value when "
            "given bare) or only add missing entries (new-only)", bare="all"),
+    Option("shard", "shard", "ECGFM_SHARD", None, parse_shard,
+           "K/N: run only the K-th of N disjoint, cost-balanced parts of the selected cells (one CI matrix job "
+           "each; `ecgfm-suite merge` joins their run directories)"),
     Option("baselines-dir", "baselines_dir", "ECGFM_BASELINES_DIR", "benchmarks/baselines", _path,
            "directory of the committed baselines <model>.yml (relative to the pytest rootdir)"),
 )
@@ -163,14 +168,31 @@ class Settings:
     run_id: str | None = None
     update_baselines: str | None = None
     baselines_dir: Path = Path("benchmarks/baselines")
+    shard: tuple[int, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
+    def resolved_device(self, worker_id: str | None = None) -> str:
+        """``auto`` → cuda/cpu; on CUDA an xdist worker (``gwK``) gets its own GPU (see ``worker_device``)."""
+        if self.device == "cpu":
+            return "cpu"
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "auto" and not torch.cuda.is_available():
+            return "cpu"
+        return worker_device("cuda", worker_id, torch.cuda.device_count())
+
+
+def worker_device(device: str, worker_id: str | None, n_gpus: int) -> str:
+    """Pin pytest-xdist worker ``gwK`` to ``cuda:{K % n_gpus}`` so ``-n N`` spreads the models over the GPUs.
+
+    The controller (no worker id), CPU runs and single-GPU machines keep ``device`` unchanged.
+    """
+    if device != "cuda" or n_gpus < 2 or not worker_id:
+        return device
+    match = re.fullmatch(r"gw(\d+)", worker_id)
+    if match is None:
+        raise SpecError(f"unexpected pytest-xdist worker id {worker_id!r} (expected gw<N>)")
+    return f"cuda:{int(match.group(1)) % n_gpus}"
 
 
 def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None = None,

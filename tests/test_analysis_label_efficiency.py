@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 
 from ecgfm_suite.analysis.label_efficiency import CurvePoint, efficiency
@@ -17,12 +16,10 @@ def _points(*pairs: tuple[int, float]) -> list[CurvePoint]:
 def test_auc_is_the_mean_height_over_log_fraction():
     out = efficiency(_points((10, 0.6), (100, 0.8)), n_full=100, higher_is_better=True)
     assert out["auc"] == pytest.approx(0.7) and out["fraction_range"] == [0.1, 1.0]
-    # a kink at 10^-1.5: trapezoids of widths 0.5 and 1.0 over a span of 1.5 (in log10 units)
-    three = efficiency(_points((1, 0.5), (int(round(10 ** 0.5 * 10)) // 10, 0.5), (10, 0.8)), n_full=10,
-                       higher_is_better=True)
-    xs = [math.log10(p["fraction"]) for p in three["points"]]
-    manual = ((0.5 + 0.5) / 2 * (xs[1] - xs[0]) + (0.5 + 0.8) / 2 * (xs[2] - xs[1])) / (xs[2] - xs[0])
-    assert three["auc"] == pytest.approx(manual)
+    # uneven spacing: trapezoids over log10 fractions -1, log10(0.3), 0, divided by the span of 1
+    three = efficiency(_points((1, 0.5), (3, 0.5), (10, 0.8)), n_full=10, higher_is_better=True)
+    x1 = np.log10(0.3)
+    assert three["auc"] == pytest.approx(0.5 * (x1 + 1) + (0.5 + 0.8) / 2 * (0 - x1))
     assert efficiency(_points((50, 0.9)), n_full=100, higher_is_better=True)["auc"] == 0.9
 
 

@@ -104,8 +104,9 @@ def _cell(run: RunDir, data: stage.ModelTaskData, level: str, model: str, cell_i
     from ecgfm_suite.runner import summarise_seeds
 
     test, val = data.rows("test"), data.rows("val")
+    runs = stage.probe_runs(data, level)
     per_seed, scores = [], []
-    for r in stage.probe_runs(data, level):
+    for r in runs:
         s = r.probe.predict_scores(data.X[test])
         per_seed.append(evaluate("binary", data.y[test], s, y_val=data.y[val],
                                  scores_val=r.probe.predict_scores(data.X[val]), n_boot=50, seed=r.seed))
@@ -114,7 +115,7 @@ def _cell(run: RunDir, data: stage.ModelTaskData, level: str, model: str, cell_i
         cell_id=cell_id, model=model, checkpoint_sha256=data.encoder.checkpoint_sha256, random_init=False,
         task=data.task.task.id, task_type="binary", dataset_versions=dict(data.task.dataset_versions),
         preprocessing=data.encoder.input_spec.to_dict(), scarcity=level, seeds=data.seeds, probe="linear",
-        probe_params=(), n_train=len(stage.probe_runs(data, level)[0].train_rows), n_val=len(val), n_test=len(test),
+        probe_params=(), n_train=len(runs[0].train_rows), n_val=len(val), n_test=len(test),
         classes=tuple(data.task.classes), main_metric="auroc", metrics=summarise_seeds(per_seed),
         exclusions={"records_without_embedding": 0, "dataset_exclusions": 0}, git_commit="abc1234",
         environment={"python": "3.11", "numpy": np.__version__},
@@ -149,13 +150,8 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory, analysis_cache_dir) 
                 if name == "transfer" and task_id != "sex":
                     continue
                 payload, extra = stage.analyse(name, data, store, options)
-                for fig, png in figures_for(name, payload, extra).items():
-                    store.write_figure(name, data.key, png, fig)
-    for task_id in tasks:
-        for name, level in (("cka", None), ("label_efficiency", None), *(("comparison", lv) for lv in LEVELS)):
-            payload = stage.analyse_task(name, task_id, level, run_dir=run, store=store, options=options, n_boot=50)
-            for fig, png in figures_for(name, payload).items():
-                store.write_figure(name, task_id if level is None else f"{task_id}-{level}", png, fig)
+                stage.draw_figures(figures_for, store, name, data.key, payload, extra)
+    assert stage.run_task_analyses(run, n_boot=50, options=options, draw=figures_for) == {}
     store.write("plan", "cells", {"cells": [r.cell_id for r in run.results()] + ["feature_fm-ptbxl_form-frac10"]})
     store.skip("cells", "feature_fm-ptbxl_form", "no data for task ptbxl_form: none of ptbxl found below /data")
     with open(run.path / "outcomes.jsonl", "w") as fh:

@@ -82,8 +82,10 @@ def plan_resolution(n_leads: int, n_records: int, seconds_per_eval: float, budge
                       evals_per_record=(2 * n_leads * n_segments + 1) * permutations)
 
 
-def masked_batch(record: np.ndarray, lead_index: Sequence[int], bounds: np.ndarray, coalitions: np.ndarray) -> np.ndarray:
-    """Records for each coalition (rows of 0/1 over lead × segment players, lead-major); masked cells → lead median."""
+def masked_batch(record: np.ndarray, lead_index: Sequence[int], bounds: np.ndarray,
+                 coalitions: np.ndarray) -> np.ndarray:
+    """Records for each coalition (rows of 0/1 over lead × segment players, lead-major); masked cells → the
+    lead's median."""
     record = np.asarray(record, dtype=np.float32)
     n_seg = len(bounds) - 1
     coalitions = np.asarray(coalitions).reshape(len(coalitions), len(lead_index), n_seg)

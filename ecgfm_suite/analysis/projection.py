@@ -100,7 +100,8 @@ def trustworthiness(X: np.ndarray, Y: np.ndarray, *, k: int = KNN_K) -> float:
     return float(sk_trustworthiness(X, Y, n_neighbors=max(1, min(k, (len(X) - 1) // 2))))
 
 
-def source_separability(X: np.ndarray, source: np.ndarray, *, seed: int = 0, max_per_source: int = 500) -> dict[str, Any]:
+def source_separability(X: np.ndarray, source: np.ndarray, *, seed: int = 0,
+                        max_per_source: int = 500) -> dict[str, Any]:
     """Cross-validated AUROC (macro one-vs-rest for > 2 sources) of predicting the source from the embedding.
 
     Sources are capped at ``max_per_source`` records (a seeded sample) so that one large dataset

@@ -41,9 +41,9 @@ class StageOptions:
     #: top dimensions compared across seeds and levels
     top_k: int = 20
     #: input attribution: fixed test records per class and in total, and the time budget per (model, task)
-    input_records_per_class: int = 2
+    input_records_per_class: int = 1
     input_max_records: int = 4
-    input_budget_s: float = 8.0
+    input_budget_s: float = 2.0
     #: most test records in a map (a seeded sample above it)
     map_max_records: int = 3000
     separability_max_per_source: int = 500
@@ -268,8 +268,9 @@ def dimension_attribution(data: ModelTaskData, options: StageOptions) -> dict[st
         for run in runs:
             names = _margin_outputs(data, run.probe)
             background = data.X[run.train_rows]
-            per_seed.append((names, da.linear_shap(run.probe.estimator, background, data.X[test], cache_dir=data.cache_dir),
-                             da.linear_shap(run.probe.estimator, background, data.X[val], cache_dir=data.cache_dir)))
+            explain = [da.linear_shap(run.probe.estimator, background, data.X[rows], cache_dir=data.cache_dir)
+                       for rows in (test, val)]
+            per_seed.append((names, *explain))
         common = [n for n in per_seed[0][0] if all(n in names for names, _, _ in per_seed)]
         pick = [[names.index(n) for n in common] for names, _, _ in per_seed]
         summary = da.summarise_level([t[:, :, p] for (_, t, _), p in zip(per_seed, pick)],
@@ -347,11 +348,11 @@ def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[
         return predict
 
     first = records[0][1]
-    player_leads = [j for j, lead in enumerate(first.leads) if lead in model_leads]
+    most_players = max(sum(lead in model_leads for lead in rec.leads) for _, rec in records)
     t0 = time.perf_counter()
     predictor(first)(np.repeat(first.data[None], 4, axis=0))
     per_eval = (time.perf_counter() - t0) / 4
-    resolution = ia.plan_resolution(max(len(player_leads), 1), len(records), per_eval, options.input_budget_s)
+    resolution = ia.plan_resolution(max(most_players, 1), len(records), per_eval, options.input_budget_s)
     explained, attributions = [], []
     for i, rec in records:
         leads_here = [j for j, lead in enumerate(rec.leads) if lead in model_leads]
@@ -608,12 +609,27 @@ def analyse_task(name: str, task_id: str, level: str | None, *, run_dir: Any, st
 Draw = Callable[[str, Mapping[str, Any], Any], Mapping[str, bytes]]
 
 
+def model_task_pairs(plan: Sequence[Any]) -> list[tuple[str, str]]:
+    """(model, task) pairs of a plan, in plan order (grouped by model, so one encoder is loaded at a time)."""
+    return list(dict.fromkeys((c.model, c.task) for c in plan))
+
+
+def plan_columns(plan: Sequence[Any]) -> list[tuple[str, str]]:
+    """(task, level) columns of a plan."""
+    return list(dict.fromkeys((c.task, c.scarcity) for c in plan))
+
+
+def plan_tasks(plan: Sequence[Any]) -> list[str]:
+    return list(dict.fromkeys(c.task for c in plan))
+
+
 class StageSession:
     """A benchmark session's analysis stage: plans from the runner, one encoder at a time, one store.
 
     Works without pytest; the ``analysis`` tests and the analysis benchmark drive it. Cells and
     analyses of the same (model, task) must agree on what is skipped: a CellSkip from the runner
-    (no data, no weights, an empty split) is recorded in the store and re-raised.
+    (no data, no weights, an empty split) is recorded in the store and re-raised. Nothing is
+    written before the first analysis runs (the plan goes to ``analysis/plan/cells.json`` then).
     """
 
     def __init__(self, runner: Any, run_dir: Any, *, options: StageOptions | None = None,
@@ -624,6 +640,7 @@ class StageSession:
         self.options = options or StageOptions()
         self.draw = draw
         self._plan: list[Any] | None = None
+        self._plan_written = False
         self._encoder: tuple[str, Any] | None = None
         self._data: ModelTaskData | None = None
         self._tasks_written: set[str] = set()
@@ -632,22 +649,25 @@ class StageSession:
     def plan(self) -> list[Any]:
         if self._plan is None:
             self._plan = self.runner.plan()
-            self.store.write("plan", "cells", {"cells": [c.id for c in self._plan]})
         return self._plan
 
     def model_tasks(self) -> list[tuple[str, str]]:
-        """(model, task) pairs in plan order (grouped by model, so one encoder is loaded at a time)."""
-        return list(dict.fromkeys((c.model, c.task) for c in self.plan))
+        return model_task_pairs(self.plan)
 
     def columns(self) -> list[tuple[str, str]]:
-        """(task, level) columns of the plan."""
-        return list(dict.fromkeys((c.task, c.scarcity) for c in self.plan))
+        return plan_columns(self.plan)
 
     def tasks(self) -> list[str]:
-        return list(dict.fromkeys(c.task for c in self.plan))
+        return plan_tasks(self.plan)
 
     def levels(self, model: str, task: str) -> tuple[str, ...]:
         return tuple(c.scarcity for c in self.plan if c.model == model and c.task == task)
+
+    def _record_plan(self) -> None:
+        """The planned cell ids (the report lists the planned cells that left no result)."""
+        if not self._plan_written:
+            self.store.write("plan", "cells", {"cells": [c.id for c in self.plan]})
+            self._plan_written = True
 
     def encoder(self, model: str) -> Any:
         if self._encoder is None or self._encoder[0] != model:
@@ -666,6 +686,7 @@ class StageSession:
 
         if self._data is not None and (self._data.model, self._data.task.task.id) == (model, task):
             return self._data
+        self._record_plan()
         try:
             td = self.runner.task_data(task)
             if task not in self._tasks_written:
@@ -685,12 +706,46 @@ class StageSession:
         return payload
 
     def run_task(self, name: str, task: str, level: str | None = None) -> dict[str, Any]:
+        self._record_plan()
         payload = analyse_task(name, task, level, run_dir=self.run_dir, store=self.store, options=self.options,
                                n_boot=self.runner.settings.n_boot)
         self._draw(name, task if level is None else f"{task}-{level}", payload, None)
         return payload
 
     def _draw(self, kind: str, key: str, payload: Mapping[str, Any], extra: Any) -> None:
-        if self.draw is not None:
-            for name, png in self.draw(kind, payload, extra).items():
-                self.store.write_figure(kind, key, png, name)
+        draw_figures(self.draw, self.store, kind, key, payload, extra)
+
+
+def draw_figures(draw: Draw | None, store: AnalysisStore, kind: str, key: str, payload: Mapping[str, Any],
+                 extra: Any = None) -> None:
+    """Store the figures ``draw`` makes of a payload beside its JSON (nothing without a ``draw``)."""
+    if draw is not None:
+        for name, png in draw(kind, payload, extra).items():
+            store.write_figure(kind, key, png, name)
+
+
+def run_task_analyses(run_dir: Any, *, n_boot: int, options: StageOptions | None = None,
+                      draw: Draw | None = None) -> dict[str, str]:
+    """Every per-task analysis over the tasks and (task, level) columns that have results in ``run_dir``.
+
+    For the controller at session end under pytest-xdist, where a worker cannot know that the other
+    workers' cells are done. Needs no runner: it reads results, saved scores and stored test
+    embeddings. Returns ``"<analysis> <key>" → skip reason`` for what could not run.
+    """
+    options = options or StageOptions()
+    store = AnalysisStore(run_dir.path)
+    results = run_dir.results()
+    tasks = list(dict.fromkeys(r.task for r in results))
+    columns = list(dict.fromkeys((r.task, r.scarcity) for r in results))
+    targets = [(name, t, None) for t in tasks for name in ("cka", "label_efficiency")]
+    targets += [("comparison", t, level) for t, level in columns]
+    skipped = {}
+    for name, task, level in targets:
+        key = task if level is None else f"{task}-{level}"
+        try:
+            payload = analyse_task(name, task, level, run_dir=run_dir, store=store, options=options, n_boot=n_boot)
+        except AnalysisSkip as skip:
+            skipped[f"{name} {key}"] = skip.reason
+            continue
+        draw_figures(draw, store, name, key, payload)
+    return skipped

@@ -44,7 +44,10 @@ DIAGNOSTICS_JS = """(function () {
   window.addEventListener("unhandledrejection", function (e) { note("unhandled rejection: " + e.reason); });
   document.addEventListener("securitypolicyviolation", function (e) { note("csp: " + e.violatedDirective); });
   var consoleError = console.error;
-  console.error = function () { note(Array.prototype.join.call(arguments, " ")); consoleError.apply(console, arguments); };
+  console.error = function () {
+    note(Array.prototype.join.call(arguments, " "));
+    consoleError.apply(console, arguments);
+  };
   window.addEventListener("load", function () {
     var images = Array.prototype.map.call(document.images, function (img) {
       return img.complete && img.naturalWidth > 0 ? 1 : 0;
@@ -104,7 +107,8 @@ def _metadata(results: Sequence[Any], meta: Mapping[str, Any]) -> dict[str, Any]
         versions.update(r.dataset_versions)
     first = results[0] if results else None
     return {
-        "run_id": meta.get("run_id"), "models": dict(sorted(models.items())), "dataset_versions": dict(sorted(versions.items())),
+        "run_id": meta.get("run_id"), "models": dict(sorted(models.items())),
+        "dataset_versions": dict(sorted(versions.items())),
         "seeds": meta.get("seeds") or (list(first.seeds) if first else []),
         "probes": meta.get("probes") or (sorted({r.probe for r in results})),
         "n_boot": meta.get("n_boot"), "exitstatus": meta.get("exitstatus"),

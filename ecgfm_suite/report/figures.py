@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-DPI = 80
+DPI = 72
 MAX_PANELS = 6
 
 
@@ -99,17 +99,15 @@ def attribution_traces(payload: Mapping[str, Any], records: Sequence[Any]) -> by
         k = outputs.index(info["label"]) if info["label"] in outputs else 0
         scale = float(np.abs(values[:, :, k]).max()) or 1.0
         t = np.arange(rec.data.shape[1]) / rec.fs
-        bounds = info["bounds_s"]
         traces = [rec.data[rec.leads.index(lead)] for lead in info["player_leads"]]
         spread = max(float(np.ptp(tr)) for tr in traces) or 1.0  # one mV scale per record: amplitudes compare
-        for row, (lead, trace) in enumerate(zip(info["player_leads"], traces)):
-            offset = -row * 1.2
-            for s in range(len(bounds) - 1):
-                v = values[row, s, k] / scale
-                ax.fill_between([bounds[s], bounds[s + 1]], offset - 0.55, offset + 0.55,
-                                color=plt.cm.RdBu_r(0.5 + 0.5 * v), alpha=0.6, linewidth=0)
-            ax.plot(t, (trace - np.median(trace)) / spread * 1.2 + offset, color="black", linewidth=0.5)
-        ax.set_yticks([-i * 1.2 for i in range(len(info["player_leads"]))], info["player_leads"], fontsize=7)
+        rows = len(traces)
+        # one cell per (lead, segment), coloured by its SHAP value; segments are equal in length
+        ax.imshow(values[:, :, k], cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6, aspect="auto",
+                  interpolation="nearest", extent=(info["bounds_s"][0], info["bounds_s"][-1], -1.2 * rows + 0.6, 0.6))
+        for row, trace in enumerate(traces):
+            ax.plot(t, (trace - np.median(trace)) / spread * 1.2 - 1.2 * row, color="black", linewidth=0.5)
+        ax.set_yticks([-i * 1.2 for i in range(rows)], info["player_leads"], fontsize=7)
         ax.set_xlabel(f"s (full scale {spread:.1f} mV)", fontsize=8)
         ax.set_title(f"{info['key']} ({info['label']})\nscore {info['output'][k]:.2f}, base {info['base'][k]:.2f}"
                      f" · SHAP of {outputs[k]}", fontsize=8)

@@ -1,0 +1,155 @@
+"""Cost at internet scale, simulated and measured (pytest-benchmark; ``ecgfm-suite bench`` or
+``pytest benchmarks/bench_scale.py --benchmark-only``).
+
+Synthetic matrices of 1,000, 10,000 and 100,000 cells (real ``CellSpec``/``CellResult`` schema, made-up
+numbers, nothing encoded). Seeds live inside a cell here (a cell fits every seed), so the issue's
+50 models × 40 tasks × 10 levels × 5 seeds is 20,000 cells; the 100,000-cell matrix (250 models × 40 tasks
+× 10 levels) is the harder case of 100,000 test items. Measured:
+
+- ``test_bench_collect``: a real ``pytest --collect-only -q`` subprocess over a module that parametrizes the
+  cells exactly as the plugin's ``pytest_generate_tests`` does (ids, ``xdist_group`` marks, session scope).
+  Target: 100,000 cells under 30 s on 2 cores.
+- ``test_bench_shard_plan``: ``assign_shards`` into 20 shards (the cost-balanced split every CI job computes).
+- ``test_bench_merge``: ``merge_runs`` over 20 shard run directories (results.jsonl + run.json), writing
+  results.jsonl/csv/run.json. Target: 100,000 cells under 60 s on 2 cores.
+- ``test_bench_report``: ``write_report`` on the merged run: time and size of index.html (+ CSV tables).
+
+Figures go to ``extra_info`` (``--benchmark-json``); each test also asserts its target.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgfm_suite.results.merge import merge_runs
+from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
+from ecgfm_suite.shard import assign_shards, shard_digest
+
+pytestmark = pytest.mark.slow
+
+#: cells → (models, tasks, levels)
+SIZES = {1_000: (25, 20, 2), 10_000: (50, 40, 5), 100_000: (250, 40, 10)}
+SEEDS = (0, 1, 2, 3, 4)
+N_SHARDS = 20
+COLLECT_TARGET_S = 30.0
+MERGE_TARGET_S = 60.0
+
+COLLECT_MODULE = '''
+import pytest
+from ecgfm_suite.results.synthetic import synthetic_matrix
+
+def pytest_generate_tests(metafunc):
+    if "cell" in metafunc.fixturenames:  # as ecgfm_suite.pytest_plugin.pytest_generate_tests
+        cells = synthetic_matrix({models}, {tasks}, {levels})
+        metafunc.parametrize(["model", "cell"],
+                             [pytest.param(c.model, c, id=c.id, marks=pytest.mark.xdist_group(c.model)) for c in cells],
+                             indirect=["model"], scope="session")
+
+@pytest.fixture(scope="session")
+def model(request):
+    return request.param
+
+def test_cell(cell, model):
+    pass
+'''
+
+
+def _cells(n: int):
+    return synthetic_matrix(*SIZES[n])
+
+
+@pytest.mark.parametrize("n", list(SIZES))
+def test_bench_collect(benchmark, tmp_path, n):
+    models, tasks, levels = SIZES[n]
+    (tmp_path / "test_synthetic.py").write_text(COLLECT_MODULE.format(models=models, tasks=tasks, levels=levels))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+           "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(tmp_path / "test_synthetic.py")]
+
+    def collect() -> str:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out.stdout
+
+    stdout = benchmark.pedantic(collect, rounds=1, iterations=1)
+    assert sum("::test_cell[" in line for line in stdout.splitlines()) == n
+    seconds = benchmark.stats.stats.max
+    benchmark.extra_info.update(cells=n, collect_s=seconds)
+    assert seconds < COLLECT_TARGET_S
+
+
+@pytest.mark.parametrize("n", list(SIZES))
+def test_bench_shard_plan(benchmark, n):
+    cells = _cells(n)
+    rates = {f"model{m:03d}": 1.0 + m % 7 for m in range(SIZES[n][0])}
+    records = {f"task{t:03d}": 100 * (1 + t % 5) for t in range(SIZES[n][1])}
+
+    def cost(c):
+        return rates[c.model] * records[c.task]
+
+    shards = benchmark.pedantic(assign_shards, args=(cells, N_SHARDS, cost), rounds=3, iterations=1)
+    loads = [sum(cost(c) for c in s) for s in shards]
+    benchmark.extra_info.update(cells=n, shards=N_SHARDS, plan_s=benchmark.stats.stats.mean,
+                                imbalance=max(loads) / (sum(loads) / N_SHARDS) - 1)
+    assert sum(len(s) for s in shards) == n
+
+
+def _write_shard_runs(root: Path, n: int) -> list[Path]:
+    """20 shard run directories as the plugin leaves them (results.jsonl written in one go, not fsync per line)."""
+    cells = _cells(n)
+    shards = assign_shards(cells, N_SHARDS, lambda c: 1.0)
+    digest = shard_digest(shards)
+    rng = np.random.default_rng(0)
+    runs = []
+    for k, shard in enumerate(shards, start=1):
+        path = root / f"shard{k}"
+        path.mkdir(parents=True)
+        with open(path / "results.jsonl", "w", encoding="utf-8") as fh:
+            for cell in shard:
+                fh.write(json.dumps(synthetic_result(cell, SEEDS, rng).to_dict(), sort_keys=True) + "\n")
+        (path / "run.json").write_text(json.dumps({
+            "run_id": path.name, "seeds": list(SEEDS), "probes": ["linear"], "n_boot": 1000, "exitstatus": 0,
+            "shard": {"index": k, "count": N_SHARDS, "split_sha256": digest, "cells": [c.id for c in shard]}}))
+        runs.append(path)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def merged_runs(tmp_path_factory):
+    """n → merged run directory (built by test_bench_merge, reused by test_bench_report)."""
+    return {}
+
+
+@pytest.mark.parametrize("n", list(SIZES))
+def test_bench_merge(benchmark, tmp_path_factory, merged_runs, n):
+    root = tmp_path_factory.mktemp(f"merge{n}")
+    runs = _write_shard_runs(root / "jobs", n)
+    outputs = iter(root / f"merged{i}" for i in range(100))
+    merged = benchmark.pedantic(lambda: merge_runs(runs, next(outputs)), rounds=1, iterations=1)
+    assert len(merged.results) == n and merged.missing == ()
+    seconds = benchmark.stats.stats.max
+    size = sum(p.stat().st_size for p in merged.path.iterdir() if p.is_file())
+    benchmark.extra_info.update(cells=n, merge_s=seconds, run_dir_bytes=size)
+    merged_runs[n] = merged.path
+    assert seconds < MERGE_TARGET_S
+
+
+@pytest.mark.parametrize("n", list(SIZES))
+def test_bench_report(benchmark, merged_runs, n):
+    from ecgfm_suite.report import write_report
+
+    if n not in merged_runs:
+        pytest.skip("needs test_bench_merge's merged run of this size")
+    t0 = time.perf_counter()
+    page = benchmark.pedantic(write_report, args=(merged_runs[n],), rounds=1, iterations=1)
+    html = page.stat().st_size
+    tables = sum(p.stat().st_size for p in page.parent.glob("*.csv"))
+    benchmark.extra_info.update(cells=n, report_s=time.perf_counter() - t0, html_bytes=html, csv_bytes=tables,
+                                html_rows=page.read_text().count("<tr"))

@@ -1,0 +1,91 @@
+"""Shards: a deterministic, disjoint, cost-balanced split of the matrix for N CI jobs (``--ecgfm-shard K/N``).
+
+Every job plans the whole matrix and keeps its own part, so the N jobs need no coordinator: the split
+depends only on the cells and their expected costs. A cell's expected cost is its task's record count
+times its model's encode seconds per record, taken from the timings the embedding cache recorded
+(models without a recorded timing get the median rate; with none recorded, cost = record count).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ._io import sha256_json
+from .errors import SpecError
+from .plan import CellSpec
+
+log = logging.getLogger(__name__)
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"K/N"`` (1-based) → (K, N)."""
+    k, sep, n = str(value).partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise SpecError(f"--ecgfm-shard expects K/N with 1 <= K <= N, got {value!r}")
+    return shard
+
+
+def assign_shards(cells: Sequence[CellSpec], n: int, cost: Callable[[CellSpec], float]) -> list[list[CellSpec]]:
+    """Greedy longest-processing-time split into ``n`` disjoint shards covering ``cells``.
+
+    Cells go, most expensive first (ties by id), to the currently cheapest shard (ties by index), so the
+    result does not depend on the input order and the costliest shard exceeds the mean by at most one cell's
+    cost. Within a shard the cells keep their input order (the plan's one-model-at-a-time order).
+    """
+    if n < 1:
+        raise SpecError(f"number of shards must be >= 1, got {n}")
+    ids = [c.id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise SpecError("cannot shard a plan with duplicated cell ids")
+    costs = {c.id: float(cost(c)) for c in cells}
+    for cell_id, c in costs.items():
+        if not c >= 0:
+            raise SpecError(f"cell {cell_id} has an invalid expected cost {c!r}")
+    heap = [(0.0, k) for k in range(n)]
+    owner: dict[str, int] = {}
+    for cell_id in sorted(costs, key=lambda i: (-costs[i], i)):
+        load, k = heapq.heappop(heap)
+        owner[cell_id] = k
+        heapq.heappush(heap, (load + costs[cell_id], k))
+    shards: list[list[CellSpec]] = [[] for _ in range(n)]
+    for cell in cells:
+        shards[owner[cell.id]].append(cell)
+    return shards
+
+
+def recorded_encode_rates(cache_dir: Path) -> dict[str, float]:
+    """Encode seconds per record of each model, from the embedding cache's manifests (mean over entries)."""
+    rates: dict[str, list[float]] = {}
+    for manifest in sorted((Path(cache_dir).expanduser() / "embeddings").glob("*/*/manifest.json")):
+        try:
+            m = json.loads(manifest.read_text())
+            model, timings = m["description"]["model"], m["timings"]
+            if timings["records"] > 0:
+                rates.setdefault(str(model), []).append(float(timings["encode_s"]) / timings["records"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.debug("no timing in %s (%s)", manifest, exc)
+    return {model: statistics.fmean(v) for model, v in rates.items()}
+
+
+def cell_cost(records: Mapping[str, int], rates: Mapping[str, float]) -> Callable[[CellSpec], float]:
+    """Expected cost of a cell: its task's record count × its model's encode rate (median rate when unknown)."""
+    default = statistics.median(rates.values()) if rates else 1.0
+
+    def cost(cell: CellSpec) -> float:
+        return max(records.get(cell.task, 0), 1) * rates.get(cell.model, default)
+
+    return cost
+
+
+def shard_digest(shards: Sequence[Sequence[CellSpec]]) -> str:
+    """Fingerprint of a whole split: shard runs of one matrix job must share it (checked by ``merge``)."""
+    return sha256_json([[c.id for c in shard] for shard in shards])

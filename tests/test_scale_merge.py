@@ -1,0 +1,106 @@
+"""``ecgfm-suite merge``: shard runs → one run; incomparable runs, duplicates and missing cells are named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgfm_suite.cli import main
+from ecgfm_suite.errors import DataError, SpecError
+from ecgfm_suite.results import RunDir
+from ecgfm_suite.results.merge import merge_runs
+from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
+from ecgfm_suite.shard import assign_shards, shard_digest
+
+CELLS = synthetic_matrix(3, 2, 2)  # 12 cells
+SHARDS = assign_shards(CELLS, 3, lambda c: 1.0)
+
+
+def _shard_run(root: Path, k: int, *, skip: tuple[str, ...] = (), seeds=(0, 1), n_boot=100, versions=None,
+               suite=None, digest: str | None = None, extra_cells=()) -> Path:
+    run = RunDir.create(root, f"shard{k}")
+    rng = np.random.default_rng(k)
+    ran = [c for c in SHARDS[k - 1] if c.id not in skip] + list(extra_cells)
+    for cell in ran:
+        run.append(synthetic_result(cell, seeds, rng, dataset_versions=versions, suite_version=suite))
+        run.save_scores(cell.id, keys=np.array(["a", "b"]), y_test=np.array([0, 1]), scores=np.ones((2, 2)))
+    (run.path / "gate.json").write_text(json.dumps({"cells": {c.id: {"status": "pass"} for c in ran},
+                                                    "errors": {}, "written": [f"m{k}.yml"], "update": None}))
+    run.write_meta({"run_id": f"shard{k}", "seeds": list(seeds), "probes": ["linear"], "n_boot": n_boot,
+                    "exitstatus": 0, "shard": {"index": k, "count": 3, "split_sha256": digest or shard_digest(SHARDS),
+                                               "cells": [c.id for c in SHARDS[k - 1]]}})
+    return run.path
+
+
+def test_merging_all_shards_gives_the_whole_matrix(tmp_path):
+    runs = [_shard_run(tmp_path / "jobs", k) for k in (1, 2, 3)]
+    merged = merge_runs(runs, tmp_path / "out" / "merged")
+    assert sorted(r.cell_id for r in merged.results) == sorted(c.id for c in CELLS) and merged.missing == ()
+    out = RunDir.open(tmp_path / "out" / "merged")
+    originals = {r.cell_id: r for p in runs for r in RunDir.open(p).results()}
+    assert {r.cell_id: r for r in out.results()} == originals  # every result unchanged
+    meta = json.loads((out.path / "run.json").read_text())
+    assert meta["cells"] == 12 and meta["seeds"] == [0, 1] and meta["merged_from"] == [str(p) for p in runs]
+    assert len((out.path / "results.csv").read_text().splitlines()) == 13
+    assert sorted(p.stem for p in (out.path / "cells").glob("*.npz")) == sorted(c.id for c in CELLS)
+    assert out.load_scores(CELLS[0].id)["keys"].tolist() == ["a", "b"]
+    gate = json.loads((out.path / "gate.json").read_text())
+    assert len(gate["cells"]) == 12 and sorted(gate["written"]) == ["m1.yml", "m2.yml", "m3.yml"]
+    assert (tmp_path / "out" / "latest").resolve() == out.path.resolve()
+    with pytest.raises(SpecError, match="already holds a run"):
+        merge_runs(runs, out.path)
+
+
+def test_missing_cells_are_named(tmp_path):
+    lost = SHARDS[1][0].id
+    runs = [_shard_run(tmp_path, 1), _shard_run(tmp_path, 2, skip=(lost,)), _shard_run(tmp_path, 3)]
+    merged = merge_runs(runs, tmp_path / "m")
+    assert merged.missing == (lost,)
+    assert json.loads((merged.path / "run.json").read_text())["missing"] == [lost]
+    with pytest.raises(SpecError, match=r"shard run\(s\) 2/3 not given"):
+        merge_runs([runs[0], runs[2]], tmp_path / "m2")
+    planned = merge_runs(runs[:1], tmp_path / "m3", plan=[c.id for c in SHARDS[0]] + ["x-y-frac1"])
+    assert planned.missing == ("x-y-frac1",)
+
+
+def test_duplicated_cells_are_named(tmp_path):
+    twice = SHARDS[0][0]
+    runs = [_shard_run(tmp_path, 1), _shard_run(tmp_path, 2, extra_cells=(twice,)), _shard_run(tmp_path, 3)]
+    with pytest.raises(SpecError, match=f"1 cell\\(s\\) appear in several runs.*shard1.*shard2.*: {twice.id}$"):
+        merge_runs(runs, tmp_path / "m")
+    assert not (tmp_path / "m" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"seeds": (0, 1, 2)}, "seeds differ"),
+    ({"n_boot": 1000}, "n_boot differ"),
+    ({"versions": {"ludb": "v2"}}, "dataset versions of ludb differ"),
+    ({"suite": "9.9.9"}, "suite versions differ"),
+    ({"digest": "f" * 64}, "shard splits"),
+])
+def test_incomparable_runs_are_refused_naming_both(tmp_path, change, needle):
+    runs = [_shard_run(tmp_path, 1), _shard_run(tmp_path, 2, **change), _shard_run(tmp_path, 3)]
+    with pytest.raises(SpecError, match=needle) as err:
+        merge_runs(runs, tmp_path / "m")
+    assert "shard1" in str(err.value) and "shard2" in str(err.value)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(DataError, match="results.jsonl is missing"):
+        merge_runs([tmp_path], tmp_path / "m")
+
+
+def test_cli_merge_prints_leaderboard_and_writes_the_report(tmp_path, capsys):
+    runs = [str(_shard_run(tmp_path, k)) for k in (1, 2, 3)]
+    assert main(["merge", *runs, "--output", str(tmp_path / "merged")]) == 0
+    out = capsys.readouterr().out
+    assert "task000" in out and "model002" in out and "merged 12 cells from 3 runs" in out
+    assert (tmp_path / "merged" / "index.html").exists()
+    partial = [str(_shard_run(tmp_path / "p", 1, skip=(SHARDS[0][0].id,))), *runs[1:]]
+    assert main(["merge", *partial, "--output", str(tmp_path / "m2"), "--no-report"]) == 1
+    assert SHARDS[0][0].id in capsys.readouterr().err
+    assert main(["merge", *partial, "--output", str(tmp_path / "m3"), "--no-report", "--allow-missing"]) == 0
+    assert main(["merge", runs[0], runs[0], "--output", str(tmp_path / "m4")]) == 2  # duplicates: usage error

@@ -1,0 +1,92 @@
+"""One machine, many workers: ``-n 2 --dist loadgroup`` gives the same run as ``-n 0``; per-worker GPU pinning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecgfm_suite.errors import SpecError
+from ecgfm_suite.settings import resolve, worker_device
+
+CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+SLICE = ("--ecgfm-models=random_cnn,openecg_codec_v6", "--ecgfm-tasks=ludb_sex,ludb_lvh",
+         "--ecgfm-scarcity=frac100", "--ecgfm-seeds=2", "--ecgfm-n-boot=100")
+#: what a cell computed (timings, environment and git commit describe where, not what)
+COMPUTED = ("cell_id", "model", "task", "scarcity", "seeds", "probe", "probe_params", "n_train", "n_val", "n_test",
+            "classes", "main_metric", "metrics", "other_probes", "exclusions", "dataset_versions", "task_version",
+            "checkpoint_sha256")
+
+
+@pytest.mark.parametrize(("device", "worker", "n_gpus", "expected"), [
+    ("cuda", "gw0", 4, "cuda:0"), ("cuda", "gw5", 4, "cuda:1"), ("cuda", "gw3", 2, "cuda:1"),
+    ("cuda", None, 4, "cuda"),  # the controller / a run without xdist
+    ("cuda", "gw3", 1, "cuda"), ("cuda", "gw3", 0, "cuda"),  # one GPU: every worker shares it
+    ("cpu", "gw3", 4, "cpu"),
+])
+def test_worker_device_mapping(device, worker, n_gpus, expected):
+    assert worker_device(device, worker, n_gpus) == expected
+
+
+def test_worker_device_spreads_workers_over_all_gpus():
+    assert {worker_device("cuda", f"gw{k}", 3) for k in range(6)} == {"cuda:0", "cuda:1", "cuda:2"}
+
+
+def test_worker_device_rejects_a_foreign_worker_id():
+    with pytest.raises(SpecError, match="worker id 'node7'"):
+        worker_device("cuda", "node7", 2)
+
+
+def test_cpu_setting_never_imports_torch_for_the_device():
+    assert resolve(cli={"device": "cpu"}, env={}).resolved_device("gw1") == "cpu"
+
+
+@pytest.mark.gpu
+def test_each_worker_pins_its_own_gpu():
+    import torch
+
+    n = torch.cuda.device_count()
+    if n < 2:
+        pytest.skip(f"needs several GPUs, found {n}")
+    settings = resolve(cli={"device": "cuda"}, env={})
+    for k in range(2 * n):
+        device = settings.resolved_device(f"gw{k}")
+        assert device == f"cuda:{k % n}"
+        assert torch.zeros(1, device=device).device.index == k % n
+
+
+def _run(pytester: pytest.Pytester, tmp: Path, name: str, data_dir: Path, *xdist: str) -> tuple[Path, dict, dict]:
+    reports = tmp / f"reports-{name}"
+    result = pytester.runpytest(
+        "-p", "no:randomly", f"--ecgfm-data-dir={data_dir}", f"--ecgfm-cache-dir={tmp / 'cache'}",
+        f"--ecgfm-weights-dir={tmp / 'weights'}", f"--ecgfm-reports-dir={reports}", *SLICE, *xdist)
+    result.assert_outcomes(passed=4)
+    runs = [p for p in reports.iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 1, f"expected one run directory, got {runs}"  # workers share the controller's run id
+    lines = (runs[0] / "results.jsonl").read_text().splitlines()
+    cells, encode_s = {}, {}
+    for line in lines:
+        d = json.loads(line)
+        cells[d["cell_id"]] = {k: d[k] for k in COMPUTED}
+        encode_s[d["cell_id"]] = d["timings"]["encode_s"]
+    assert len(cells) == len(lines) == 4  # each cell ran exactly once
+    return runs[0], cells, encode_s
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_run_as_one(pytester: pytest.Pytester, data_dir: Path, tmp_path: Path):
+    pytester.makepyfile(test_cells=CELL_TEST)
+    par_dir, parallel, par_encode = _run(pytester, tmp_path, "n2", data_dir, "-n", "2", "--dist", "loadgroup")
+    _, sequential, seq_encode = _run(pytester, tmp_path, "n0", data_dir, "-n", "0")
+    # the workers filled the shared cache (one entry per model and dataset, encoded once) and left it whole:
+    # the sequential run reads every embedding back instead of encoding
+    assert sum(v > 0 for v in par_encode.values()) == 2 and set(seq_encode.values()) == {0.0}
+    assert sorted(parallel) == sorted(sequential) == sorted(
+        f"{m}-{t}-frac100" for m in ("random_cnn", "openecg_codec_v6") for t in ("ludb_sex", "ludb_lvh"))
+    assert parallel == sequential  # exact: same seeds → bit-identical metrics
+    meta = json.loads((par_dir / "run.json").read_text())  # written once, by the controller, after all workers
+    assert meta["cells"] == 4 and meta["exitstatus"] == 0 and meta["run_id"] == par_dir.name
+    assert (par_dir / "results.csv").exists() and (par_dir / "gate.json").exists()
+    assert sorted(p.stem for p in (par_dir / "cells").glob("*.npz")) == sorted(parallel)
+    assert (par_dir.parent / "latest").resolve() == par_dir.resolve()
