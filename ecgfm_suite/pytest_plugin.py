@@ -30,6 +30,7 @@ class BenchSession:
         self._run_dir: Any = None
         self._gate: Any = None
         self.ran_cells = False
+        self.report_path: Path | None = None
         #: ids of the cells whose test ran in this session (reported by workers too): the gate's scope
         self.cell_ids: set[str] = set()
         #: cell id → digest of its test records (from the verdicts' properties) / keys awaiting check()
@@ -284,6 +285,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "environment": environment(), "git_commit": git_commit(),
         **({"shard": _shard_meta(bench)} if s.shard else {}),
     })
+    from .report import write_report
+
+    bench.report_path = write_report(run.path)  # assembles what cells and analyses stored; no heavy work
     run.link_latest()
 
 
@@ -313,6 +317,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in bench.gate_summary.lines():
             terminalreporter.write_line(line)
     terminalreporter.write_line(f"results: {results_path}")
+    if bench.report_path is not None:
+        terminalreporter.write_line(f"report: {bench.report_path}")
     terminalreporter.write_line(f"run dir: {results_path.parent} (also {bench.reports_dir / 'latest'})")
 
 
