@@ -42,8 +42,8 @@ class StageOptions:
     top_k: int = 20
     #: input attribution: fixed test records per class and in total, and the time budget per (model, task)
     input_records_per_class: int = 1
-    input_max_records: int = 4
-    input_budget_s: float = 2.0
+    input_max_records: int = 2
+    input_budget_s: float = 1.5
     #: most test records in a map (a seeded sample above it)
     map_max_records: int = 3000
     separability_max_per_source: int = 500
@@ -126,6 +126,13 @@ class AnalysisStore:
 
 # --------------------------------------------------------------------------- a (model, task) in memory
 
+@dataclass(frozen=True, slots=True)
+class ProbeRun:
+    seed: int
+    train_rows: np.ndarray
+    probe: Any  # FittedProbe
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ModelTaskData:
     """A task's records, one model's embeddings of them, and how its cells split and subsample them."""
@@ -141,6 +148,8 @@ class ModelTaskData:
     cache_dir: Path
     #: record → reason, for the task's records that have no embedding (prepared-set exclusions)
     excluded: Mapping[str, str] = field(default_factory=dict)
+    #: refitted probes per scarcity level, shared by the analyses of this (model, task)
+    fitted: dict[str, list[ProbeRun]] = field(default_factory=dict, repr=False)
 
     @property
     def key(self) -> str:
@@ -199,15 +208,15 @@ def task_summary(td: Any) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeRun:
-    seed: int
-    train_rows: np.ndarray
-    probe: Any  # FittedProbe
-
-
 def probe_runs(data: ModelTaskData, level: str) -> list[ProbeRun]:
-    """The cell's linear probes, one per seed, refitted exactly as ``runner.run_cell`` fits them."""
+    """The cell's linear probes, one per seed, refitted exactly as ``runner.run_cell`` fits them (once per
+    level: the analyses of a (model, task) share them)."""
+    if level not in data.fitted:
+        data.fitted[level] = _refit(data, level)
+    return data.fitted[level]
+
+
+def _refit(data: ModelTaskData, level: str) -> list[ProbeRun]:
     from ..data.scarcity import subset
     from ..probes import fit_probe
 

@@ -150,8 +150,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "comparison": tables.comparison_rows(comparisons),
     }
     figures = {kind: {key: _figures(store, kind, key, key) for key in sorted(analysis[kind])}
-               for kind in ("dimension_attribution", "input_attribution", "projection", "transfer", "cka",
-                            "label_efficiency")}
+               for kind in ("input_attribution", "projection", "transfer", "cka", "label_efficiency")}
     return {
         "run_dir": run.path, "results": results, "meta": _metadata(results, meta), "columns": columns,
         "pivot": pivot, "tables": csv_tables, "figures": figures, "analysis": analysis,

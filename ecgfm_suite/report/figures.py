@@ -34,66 +34,21 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _headline(cells: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The cell with the most training data among those with attributions (frac100 if present)."""
-    from ..analysis.stage import headline_level
-
-    done = {c["level"]: c for c in cells.values() if c.get("outputs")}
-    return done[headline_level(list(done))] if done else None
-
-
-def top_dimensions(payload: Mapping[str, Any]) -> bytes | None:
-    """Top-k embedding dimensions (chosen on validation) and their share of the test attribution mass."""
-    cell = _headline(payload["cells"])
-    if cell is None:
-        return None
-    outputs = list(cell["outputs"].items())[:MAX_PANELS]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(outputs), figsize=(3.2 * len(outputs), 4.2), squeeze=False)
-    for ax, (name, out) in zip(axes[0], outputs):
-        dims, share = out["top_dims"], out["top_dims_test_share"]
-        ax.barh(range(len(dims)), share, color="#4c72b0")
-        ax.set_yticks(range(len(dims)), [str(d) for d in dims], fontsize=7)
-        ax.invert_yaxis()
-        c = out["concentration"]
-        ax.set_title(f"{name}\n50%: {c['dims_50']} dims, 90%: {c['dims_90']}, Gini {c['gini']:.2f}", fontsize=8)
-        ax.set_xlabel("share of test |SHAP|", fontsize=8)
-    fig.suptitle(f"{payload['model']} · {payload['task']} · {cell['level']}: top dimensions", fontsize=9)
-    return _png(fig)
-
-
-def lead_importance(payload: Mapping[str, Any]) -> bytes | None:
-    """Each lead's share of the input attribution, per output class."""
+def input_attribution(payload: Mapping[str, Any], records: Sequence[Any]) -> bytes | None:
+    """Lead importance per output class (left), then the explained records' leads with each (lead, segment)
+    shaded by its SHAP value (red raises the score)."""
     importance = payload.get("lead_importance") or {}
-    if not importance:
-        return None
-    outputs = list(importance)[:MAX_PANELS]
-    leads = list(importance[outputs[0]]["share"])
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(leads) * max(1, len(outputs)) ** 0.5), 3.2))
-    width = 0.8 / len(outputs)
-    for j, name in enumerate(outputs):
-        share = [importance[name]["share"][lead] for lead in leads]
-        ax.bar(np.arange(len(leads)) + j * width - 0.4 + width / 2, share, width, label=name)
-    ax.set_xticks(range(len(leads)), leads, fontsize=8)
-    ax.set_ylabel("share of mean |SHAP|", fontsize=8)
-    ax.legend(fontsize=7, ncol=min(3, len(outputs)))
-    ax.set_title(f"{payload['model']} · {payload['task']}: lead importance ({len(payload['records'])} records)",
-                 fontsize=9)
-    return _png(fig)
-
-
-def attribution_traces(payload: Mapping[str, Any], records: Sequence[Any]) -> bytes | None:
-    """The explained records' leads with each (lead, segment) shaded by its SHAP value (red raises the score)."""
-    if not payload.get("records") or not records:
-        return None
-    plt = _pyplot()
     by_key = {rec.key: rec for rec in records}
-    shown = [r for r in payload["records"] if r["key"] in by_key][:4]
+    shown = [r for r in payload.get("records", []) if r["key"] in by_key][:4]
+    if not importance or not shown:
+        return None
+    plt = _pyplot()
     n_leads = max(len(r["player_leads"]) for r in shown)
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 0.45 * n_leads + 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 + 4.0 * len(shown), 0.42 * n_leads + 1.8),
+                             squeeze=False, gridspec_kw={"width_ratios": [0.9] + [1.0] * len(shown)})
+    _lead_bars(axes[0][0], importance)
     outputs = payload["outputs"]
-    for ax, info in zip(axes[0], shown):
+    for ax, info in zip(axes[0][1:], shown):
         rec = by_key[info["key"]]
         values = np.asarray(info["values"])  # (players, segments, outputs)
         k = outputs.index(info["label"]) if info["label"] in outputs else 0
@@ -111,8 +66,24 @@ def attribution_traces(payload: Mapping[str, Any], records: Sequence[Any]) -> by
         ax.set_xlabel(f"s (full scale {spread:.1f} mV)", fontsize=8)
         ax.set_title(f"{info['key']} ({info['label']})\nscore {info['output'][k]:.2f}, base {info['base'][k]:.2f}"
                      f" · SHAP of {outputs[k]}", fontsize=8)
-    fig.suptitle(f"{payload['model']} · {payload['task']}: attribution over the trace", fontsize=9)
+    fig.suptitle(f"{payload['model']} · {payload['task']}: input attribution ({len(payload['records'])} records, "
+                 f"{payload['resolution']['n_segments']} segments)", fontsize=9)
     return _png(fig)
+
+
+def _lead_bars(ax: Any, importance: Mapping[str, Any]) -> None:
+    """Horizontal bars: each lead's share of mean |SHAP|, one colour per output class."""
+    outputs = list(importance)[:MAX_PANELS]
+    leads = list(importance[outputs[0]]["share"])
+    height = 0.8 / len(outputs)
+    for j, name in enumerate(outputs):
+        share = [importance[name]["share"][lead] for lead in leads]
+        ax.barh(np.arange(len(leads)) + j * height - 0.4 + height / 2, share, height, label=name)
+    ax.set_yticks(range(len(leads)), leads, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of mean |SHAP|", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.set_title("lead importance", fontsize=8)
 
 
 def projection(payload: Mapping[str, Any]) -> bytes | None:
@@ -222,10 +193,8 @@ def cka_heatmap(payload: Mapping[str, Any]) -> bytes | None:
 def figures_for(kind: str, payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes]:
     """Figures of one stored analysis: name → PNG (empty when the kind has none or nothing to draw)."""
     drawn: dict[str, bytes | None]
-    if kind == "dimension_attribution":
-        drawn = {"top_dims": top_dimensions(payload)}
-    elif kind == "input_attribution":
-        drawn = {"leads": lead_importance(payload), "traces": attribution_traces(payload, extra or [])}
+    if kind == "input_attribution":
+        drawn = {"traces": input_attribution(payload, extra or [])}
     elif kind == "projection":
         drawn = {"map": projection(payload)}
     elif kind == "transfer":

@@ -10,6 +10,9 @@ import numpy as np
 from ..data.scarcity import parse_level
 from ..metrics import METRICS
 
+#: top dimensions the page lists per cell and class (the CSV has all k)
+TOP_SHOWN = 8
+
 
 def level_order(level: str) -> tuple[int, int]:
     spec = parse_level(level)
@@ -95,7 +98,10 @@ def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
                     "gini": c["gini"], "top_k_test_share": out["top_k_test_share"],
                     "seed_stability": out["seed_stability"], "val_test_overlap": out["val_test_overlap"],
                     "level_stability": stability.get(name, {}).get("mean"),
-                    "top_dims": " ".join(str(d) for d in out["top_dims"]), "note": None,
+                    "top_dims": " ".join(str(d) for d in out["top_dims"]),
+                    "top_dims_shares": ", ".join(f"{d} ({share:.1%})" for d, share in
+                                                 zip(out["top_dims"][:TOP_SHOWN], out["top_dims_test_share"])),
+                    "note": None,
                 })
     return rows
 
