@@ -262,13 +262,19 @@ def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: BenchSession) -> 
     gc.collect()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
+def _controller_run(config: pytest.Config) -> tuple[Any, Path | None]:
+    """(session, results.jsonl path) on the controlling process of a run that wrote cells, else (…, None)."""
     if hasattr(config, "workerinput") or KEY not in config.stash:
-        return
+        return None, None
     bench = config.stash[KEY]
     results_path = bench.reports_dir / bench.run_id / "results.jsonl"
-    if not results_path.exists():
+    return bench, results_path if results_path.exists() else None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    bench, results_path = _controller_run(config)
+    if results_path is None:
         return
     from .results import RunDir, environment, git_commit
 
@@ -299,11 +305,8 @@ def _shard_meta(bench: BenchSession) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or KEY not in config.stash:
-        return
-    bench = config.stash[KEY]
-    results_path = bench.reports_dir / bench.run_id / "results.jsonl"
-    if not results_path.exists():
+    bench, results_path = _controller_run(config)
+    if results_path is None:
         return
     from .results import RunDir
     from .results.leaderboard import leaderboard_text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ecgfm_suite.models.catalog import MODELS  # imported before the pytester fixture snapshots sys.modules
 from ecgfm_suite.settings import OPTIONS
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
@@ -53,8 +54,6 @@ def test_collect_ids_and_k_selects_one_model(bench):
 
 
 def test_k_with_each_registered_model_selects_exactly_it(bench):
-    from ecgfm_suite.models.catalog import MODELS
-
     result = bench.runpytest(*bench.common("--collect-only", "-q", f"--ecgfm-models={','.join(MODELS)}",
                                            "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac10"))
     collected = [line for line in result.stdout.lines if "::test_cell[" in line]
