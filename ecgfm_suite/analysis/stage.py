@@ -43,7 +43,7 @@ class StageOptions:
     #: input attribution: fixed test records per class and in total, and the time budget per (model, task)
     input_records_per_class: int = 1
     input_max_records: int = 2
-    input_budget_s: float = 1.5
+    input_budget_s: float = 1.0
     #: most test records in a map (a seeded sample above it)
     map_max_records: int = 3000
     separability_max_per_source: int = 500

@@ -44,7 +44,7 @@ def input_attribution(payload: Mapping[str, Any], records: Sequence[Any]) -> byt
         return None
     plt = _pyplot()
     n_leads = max(len(r["player_leads"]) for r in shown)
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 + 4.0 * len(shown), 0.42 * n_leads + 1.8),
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 + 4.0 * len(shown), max(3.4, 0.42 * n_leads + 1.8)),
                              squeeze=False, gridspec_kw={"width_ratios": [0.9] + [1.0] * len(shown)})
     _lead_bars(axes[0][0], importance)
     outputs = payload["outputs"]
