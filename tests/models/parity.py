@@ -159,3 +159,12 @@ def seed_init_mismatches(ours: Mapping[str, Any], model_id: str, parity_dir: Pat
         if not torch.equal(value, official[key]):
             differ.append(key)
     return compared, differ
+
+
+def compare_trunk_states(encoder: Any, folder: Path, name: str) -> dict[str, float]:
+    """Our module on the official model-ready input vs the official ``hidden_states.npy`` (before pooling)."""
+    import torch
+
+    with torch.inference_mode():
+        hidden = encoder.module(torch.from_numpy(np.load(folder / "model_input.npy"))).numpy()
+    return compare(name, hidden, np.load(folder / "hidden_states.npy"), rtol=1e-4, atol=1e-5)

@@ -19,8 +19,8 @@ from ecgfm_suite.models import ecgfm_ked
 from ecgfm_suite.models._build import count_parameters
 from ecgfm_suite.models.catalog import MIMIC_LEADS, MODELS
 from tests.models.parity import (
+    compare_trunk_states,
     broken_state_dicts,
-    compare,
     fixture_dir,
     read_manifest,
     run_parity,
@@ -50,9 +50,7 @@ def test_parity_with_official_code(parity_dir, record_property):
 def test_hidden_states_match_trunk_output(parity_dir):
     folder = fixture_dir(MODEL, parity_dir)
     encoder = ecgfm_ked.load(MODELS.get(MODEL), _checkpoint(parity_dir), config=_small(parity_dir))
-    with torch.inference_mode():
-        hidden = encoder.module(torch.from_numpy(np.load(folder / "model_input.npy"))).numpy()
-    compare("trunk output", hidden, np.load(folder / "hidden_states.npy"), rtol=1e-4, atol=1e-5)
+    compare_trunk_states(encoder, folder, "trunk output")
 
 
 def test_standard_order_input_is_swapped_to_mimic_order(parity_dir):

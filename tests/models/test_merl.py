@@ -17,8 +17,8 @@ from ecgfm_suite.models import merl
 from ecgfm_suite.models._build import count_parameters
 from ecgfm_suite.models.catalog import MODELS
 from tests.models.parity import (
+    compare_trunk_states,
     broken_state_dicts,
-    compare,
     fixture_dir,
     read_manifest,
     run_parity,
@@ -50,9 +50,7 @@ def test_parity_with_official_code(parity_dir, record_property):
 def test_hidden_states_match_layer4(parity_dir):
     folder = fixture_dir(MODEL, parity_dir)
     encoder = merl.load(MODELS.get(MODEL), _checkpoint(parity_dir), config=_small(parity_dir))
-    with torch.inference_mode():
-        hidden = encoder.module(torch.from_numpy(np.load(folder / "model_input.npy"))).numpy()
-    compare("layer4 map", hidden, np.load(folder / "hidden_states.npy"), rtol=1e-4, atol=1e-5)
+    compare_trunk_states(encoder, folder, "layer4 map")
 
 
 def test_released_parameter_count(parity_dir):
