@@ -144,17 +144,21 @@ def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
     """Join shard runs into one run directory, report and leaderboard; exit 1 when cells are missing."""
     from .results.leaderboard import leaderboard_text
     from .results.merge import merge_runs
+    from .results.run import staged_run
+    from .storage import location
 
     plan = None
     if ns.plan:
         plan = [line.strip() for line in Path(ns.plan).read_text().splitlines() if line.strip()]
-    merged = merge_runs([Path(p) for p in ns.runs], Path(ns.output), plan=plan)
-    print(leaderboard_text(merged.results))
-    print(f"merged {len(merged.results)} cells from {len(merged.sources)} runs into {merged.path}")
-    if not ns.no_report:
-        from .report import write_report
+    where = location(ns.output)
+    with staged_run(where) as out:  # a URL output is written here, then uploaded with run.json last
+        merged = merge_runs(ns.runs, out, plan=plan)
+        print(leaderboard_text(merged.results))
+        print(f"merged {len(merged.results)} cells from {len(merged.sources)} runs into {where}")
+        if not ns.no_report:
+            from .report import write_report
 
-        print(f"report: {write_report(merged.path)}")
+            print(f"report: {where / write_report(out).relative_to(out).as_posix()}")
     if merged.missing:
         print(f"{len(merged.missing)} cell(s) missing: {', '.join(merged.missing)}", file=sys.stderr)
         return 0 if ns.allow_missing else 1
@@ -190,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the per-cell comparison as JSON")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("merge", help="merge the run directories of shard jobs into one run, report and leaderboard")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of the shard jobs (--ecgfm-shard K/N)")
-    p.add_argument("--output", required=True, help="new run directory to write (its parent gets a 'latest' link)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="run directories of the shard jobs (--ecgfm-shard K/N): paths or fsspec URLs (s3://…)")
+    p.add_argument("--output", required=True, help="new run directory to write, a path (its parent gets a 'latest' "
+                                                    "link) or an fsspec URL (uploaded with run.json last)")
     p.add_argument("--plan", help="text file of the expected cell ids, one per line (default: the shards' split)")
     p.add_argument("--allow-missing", action="store_true", help="exit 0 even when expected cells are missing")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")

@@ -8,6 +8,7 @@ times its model's encode seconds per record, taken from the timings the embeddin
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import json
 import logging
@@ -18,6 +19,7 @@ from pathlib import Path
 from ._io import sha256_json
 from .errors import SpecError
 from .plan import CellSpec
+from .storage import StorePath
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +64,32 @@ def assign_shards(cells: Sequence[CellSpec], n: int, cost: Callable[[CellSpec], 
     return shards
 
 
-def recorded_encode_rates(cache_dir: Path) -> dict[str, float]:
-    """Encode seconds per record of each model, from the embedding cache's manifests (mean over entries)."""
+def recorded_encode_rates(cache_dir: Path | StorePath, as_of: dt.datetime | None = None) -> dict[str, float]:
+    """Encode seconds per record of each model, from the embedding cache's manifests (mean over entries).
+
+    With ``as_of``, only entries written before that time count: jobs reading a cache that others
+    are filling agree on the rates however late they start.
+    """
+    from .embeddings.cache import EmbeddingCache
+
     rates: dict[str, list[float]] = {}
-    for manifest in sorted((Path(cache_dir).expanduser() / "embeddings").glob("*/*/manifest.json")):
+    for manifest in EmbeddingCache(cache_dir).manifest_paths():
         try:
+            if as_of is not None and _written(manifest) > as_of:
+                continue
             m = json.loads(manifest.read_text())
             model, timings = m["description"]["model"], m["timings"]
             if timings["records"] > 0:
                 rates.setdefault(str(model), []).append(float(timings["encode_s"]) / timings["records"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
             log.debug("no timing in %s (%s)", manifest, exc)
     return {model: statistics.fmean(v) for model, v in rates.items()}
+
+
+def _written(manifest: Path | StorePath) -> dt.datetime:
+    if isinstance(manifest, StorePath):
+        return manifest.modified()
+    return dt.datetime.fromtimestamp(manifest.stat().st_mtime, tz=dt.timezone.utc)
 
 
 def cell_cost(records: Mapping[str, int], rates: Mapping[str, float]) -> Callable[[CellSpec], float]:

@@ -3,12 +3,17 @@
 Runs merge only when they measured the same thing: same suite version, same dataset versions, same
 seeds, probes and bootstrap count, and (for shard runs) the same split. A cell in two runs is an
 error; cells the split (or a given plan) expected but no run produced are named as missing.
+Runs and the output may be fsspec URLs (``s3://bucket/runs/shard-1``): a run in object storage is
+read only once its ``run.json`` exists, and a URL output is uploaded with ``run.json`` last.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +21,11 @@ from typing import Any
 
 from .._io import atomic_open
 from ..errors import DataError, SpecError
+from ..storage import StorePath, location
 from .cell import CellResult
-from .run import RunDir
+from .run import RunDir, fetch_run, staged_run
+
+Location = str | os.PathLike[str] | StorePath
 
 #: run.json settings that must agree for cells to be comparable
 SAME_SETTINGS = ("seeds", "probes", "n_boot")
@@ -26,11 +34,11 @@ _SHOWN = 20
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MergedRun:
-    path: Path
+    path: Path | StorePath
     results: tuple[CellResult, ...]
     #: cells expected (by the shards' split or the given plan) that no run produced
     missing: tuple[str, ...]
-    sources: tuple[Path, ...]
+    sources: tuple[Path | StorePath, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +46,23 @@ class _Source:
     run: RunDir
     meta: dict[str, Any]
     results: list[CellResult]
+    #: where the run came from (a path, or the URL it was downloaded from): named in errors and run.json
+    origin: Path | StorePath
 
 
-def _load(path: Path) -> _Source:
-    run = RunDir.open(path)
+def _load(where: Location, scratch: Path) -> _Source:
+    """A run from a path, or downloaded from a URL into the fresh dir ``scratch``."""
+    origin = location(where)
+    if isinstance(origin, StorePath):
+        run = fetch_run(origin, scratch / origin.name)
+    else:
+        run = RunDir.open(origin)
+        origin = run.path
     if not run.results_path.exists():
-        raise DataError("not a run directory: results.jsonl is missing", run.path)
+        raise DataError("not a run directory: results.jsonl is missing", origin)
     meta_path = run.path / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return _Source(run, meta, run.results())
+    return _Source(run, meta, run.results(), origin)
 
 
 def _names(items: Iterable[str]) -> str:
@@ -60,7 +76,7 @@ def _check_compatible(sources: Sequence[_Source]) -> None:
     first = sources[0]
 
     def differ(what: str, a: _Source, va: Any, b: _Source, vb: Any) -> SpecError:
-        return SpecError(f"cannot merge: {what} differ: {a.run.path} has {va!r}, {b.run.path} has {vb!r}", b.run.path)
+        return SpecError(f"cannot merge: {what} differ: {a.origin} has {va!r}, {b.origin} has {vb!r}", b.origin)
 
     seen_versions: dict[str, tuple[str, _Source]] = {}
     suite: dict[str, _Source] = {}
@@ -122,16 +138,24 @@ def _merge_gate(sources: Sequence[_Source]) -> dict[str, Any] | None:
     return merged if found else None
 
 
-def merge_runs(run_dirs: Sequence[Path], output: Path, *, plan: Iterable[str] | None = None) -> MergedRun:
-    """Merge ``run_dirs`` into a new run directory ``output`` (which must not hold a run yet)."""
+def merge_runs(run_dirs: Sequence[Location], output: Location, *, plan: Iterable[str] | None = None) -> MergedRun:
+    """Merge ``run_dirs`` (paths or URLs) into a new run directory ``output`` (which must not hold a run yet)."""
     if not run_dirs:
         raise SpecError("nothing to merge: give at least one run directory")
-    sources = [_load(Path(p)) for p in run_dirs]
+    target = location(output)
+    if isinstance(target, StorePath):
+        with staged_run(target) as local:
+            return dataclasses.replace(merge_runs(run_dirs, local, plan=plan), path=target)
+    with tempfile.TemporaryDirectory(prefix="ecgfm-merge-") as scratch:  # runs downloaded from URLs
+        return _merge([_load(p, Path(scratch) / str(i)) for i, p in enumerate(run_dirs)], target, plan)
+
+
+def _merge(sources: list[_Source], output: Path, plan: Iterable[str] | None) -> MergedRun:
     _check_compatible(sources)
-    owner: dict[str, list[Path]] = {}
+    owner: dict[str, list[Path | StorePath]] = {}
     for src in sources:
         for r in src.results:
-            owner.setdefault(r.cell_id, []).append(src.run.path)
+            owner.setdefault(r.cell_id, []).append(src.origin)
     duplicated = {cell: paths for cell, paths in owner.items() if len(paths) > 1}
     if duplicated:
         runs = sorted({str(p) for paths in duplicated.values() for p in paths})
@@ -140,7 +164,7 @@ def merge_runs(run_dirs: Sequence[Path], output: Path, *, plan: Iterable[str] | 
     expected = _expected(sources, plan)
     missing = tuple(sorted(expected - set(owner))) if expected is not None else ()
 
-    out = RunDir(Path(output))
+    out = RunDir(output)
     if out.results_path.exists():
         raise SpecError("merge output already holds a run; choose a new directory", out.path)
     out.path.mkdir(parents=True, exist_ok=True)
@@ -148,6 +172,10 @@ def merge_runs(run_dirs: Sequence[Path], output: Path, *, plan: Iterable[str] | 
     with atomic_open(out.results_path) as fh:
         for r in results:
             fh.write(json.dumps(r.to_dict(), sort_keys=True, default=str) + "\n")
+    outcomes = [o for src in sources for _, o in sorted(src.run.outcomes().items())]
+    if outcomes:  # each shard's test outcomes (a cell that failed its floor or was skipped there)
+        with atomic_open(out.outcomes_path) as fh:
+            fh.writelines(json.dumps(o, sort_keys=True, default=str) + "\n" for o in outcomes)
     for src in sources:
         for npz in sorted((src.run.path / "cells").glob("*.npz")):
             with open(npz, "rb") as fin, atomic_open(out.path / "cells" / npz.name, "wb") as fout:
@@ -165,8 +193,8 @@ def merge_runs(run_dirs: Sequence[Path], output: Path, *, plan: Iterable[str] | 
         "models": {r.model: r.checkpoint_sha256 for r in results},
         "dataset_versions": {k: v for r in results for k, v in r.dataset_versions.items()},
         "environment": first.get("environment", {}), "git_commit": first.get("git_commit"),
-        "merged_from": [str(s.run.path) for s in sources], "missing": list(missing),
+        "merged_from": [str(s.origin) for s in sources], "missing": list(missing),
     })
     out.link_latest()
     return MergedRun(path=out.path, results=tuple(results), missing=missing,
-                     sources=tuple(s.run.path for s in sources))
+                     sources=tuple(s.origin for s in sources))

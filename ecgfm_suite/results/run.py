@@ -1,4 +1,9 @@
-"""The run directory: ``reports/<run-id>/results.jsonl`` (+ csv, run.json), ``reports/latest`` link."""
+"""The run directory: ``reports/<run-id>/results.jsonl`` (+ csv, run.json), ``reports/latest`` link.
+
+A run is always written locally (append under a file lock, atomic replaces); a run bound for object
+storage is staged locally and uploaded when finished, ``run.json`` last (``upload_run``), so a
+reader of ``s3://…/<run-id>/`` sees a run only once it is complete (``fetch_run``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +23,12 @@ from filelock import FileLock
 
 from .. import __version__
 from .._io import atomic_open, write_atomic
+from ..errors import DataError, SpecError
+from ..storage import StorePath, download_tree, location, upload_tree
 from .cell import CellResult
+
+#: written last: its presence marks a finished run, locally and in object storage
+RUN_META = "run.json"
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -76,6 +88,37 @@ class RunDir:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    @property
+    def outcomes_path(self) -> Path:
+        return self.path / "outcomes.jsonl"
+
+    def append_outcome(self, outcome: dict[str, Any]) -> None:
+        """One cell test's outcome (``cell_id``, ``outcome``, ``reason``, ``duration_s``…) as a line of
+        ``outcomes.jsonl``; written by whichever process ran the test, under a lock like ``append``."""
+        line = json.dumps(outcome, sort_keys=True, default=str) + "\n"
+        with FileLock(str(self.outcomes_path) + ".lock"):
+            with open(self.outcomes_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def outcomes(self) -> dict[str, dict[str, Any]]:
+        """Cell id → its latest test outcome (a rerun supersedes); {} when no test recorded one."""
+        if not self.outcomes_path.exists():
+            return {}
+        latest: dict[str, dict[str, Any]] = {}
+        with open(self.outcomes_path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    outcome = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"line {n} is not JSON ({exc.msg})", self.outcomes_path) from None
+                if outcome.get("cell_id"):
+                    latest[str(outcome["cell_id"])] = outcome
+        return latest
+
     def save_scores(self, cell_id: str, **arrays: Any) -> Path:
         """Per-record test scores of a cell (``cells/<cell_id>.npz``, no pickle) for paired comparisons."""
         import numpy as np
@@ -123,7 +166,7 @@ class RunDir:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """``run.json`` is written last: its presence marks a finished run."""
-        write_atomic(self.path / "run.json", json.dumps(meta, sort_keys=True, indent=1, default=str))
+        write_atomic(self.path / RUN_META, json.dumps(meta, sort_keys=True, indent=1, default=str))
 
     def link_latest(self) -> None:
         latest = self.path.parent / "latest"
@@ -131,3 +174,31 @@ class RunDir:
         tmp.unlink(missing_ok=True)
         os.symlink(self.path.name, tmp)
         os.replace(tmp, latest)
+
+
+def upload_run(run: RunDir, target: str | StorePath) -> StorePath:
+    """Copy a finished run to ``target`` (an fsspec URL), ``run.json`` last; lock files stay behind."""
+    store = location(target)
+    if not isinstance(store, StorePath):
+        raise SpecError("upload_run needs an object-storage URL", str(target))
+    return upload_tree(run.path, store, commit=RUN_META, skip=("*.lock",))
+
+
+def fetch_run(source: StorePath, into: Path) -> RunDir:
+    """Download a finished run (one with ``run.json``) from object storage into the new dir ``into``."""
+    return RunDir(download_tree(source, into, commit=RUN_META))
+
+
+@contextmanager
+def staged_run(output: str | os.PathLike[str] | StorePath) -> Iterator[Path]:
+    """The local directory to write a run to: ``output`` itself, or for a URL a temp dir uploaded on success."""
+    target = location(output)
+    if isinstance(target, Path):
+        yield target
+        return
+    if (target / "results.jsonl").exists() or (target / RUN_META).exists():
+        raise SpecError("output already holds a run; choose a new directory", target.url)
+    with tempfile.TemporaryDirectory(prefix="ecgfm-run-") as tmp:
+        local = Path(tmp) / target.name
+        yield local
+        upload_run(RunDir(local), target)
