@@ -3,7 +3,8 @@
 All windows of a dataset live in one float32 array ``(total_windows, *window_shape)`` with
 ``offsets`` (n_records + 1) delimiting each record's windows, so a 20k-record dataset is one
 memory-mapped ``.npy`` rather than 20k arrays. Records that fail to read, validate or prepare
-become :class:`Exclusion` s; the run goes on (``strict=True`` raises instead).
+become :class:`Exclusion` s; the run goes on (``strict=True`` raises instead). A pool of
+reader processes decodes records while the calling process prepares them, in index order.
 
 Cache entry ``<cache_dir>/prepared/<key[:2]>/<key>/``: ``windows.npy``, ``offsets.npy``,
 ``keys.json``, ``excluded.json``, then ``manifest.json`` (the commit mark). It is built in a
@@ -14,6 +15,7 @@ pytest-xdist workers fill it once; a corrupt entry is deleted with a warning and
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -21,7 +23,8 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -101,7 +104,7 @@ def prepare_records(
     spec_key: Mapping[str, Any],
     cache_dir: Path | None,
     read: ReadFn = read_signal,
-    workers: int = 2,
+    workers: int | None = None,
     strict: bool = False,
     chunk_size: int = 32,
 ) -> PreparedSet:
@@ -110,10 +113,11 @@ def prepare_records(
     ``spec_key`` names what determines the output besides the files (at least the
     ``InputSpec.to_dict()`` and the model family); with ``cache_dir`` the result is stored under
     a key of it plus every file's ``content_hash`` and loaded memory-mapped on a hit.
-    ``workers`` threads read and prepare ``chunk_size`` records at a time. Threads, not
-    processes: ``prepare_fn`` is often a bound encoder method (a torch module, maybe on a GPU)
-    that must not be pickled or forked; numpy/scipy release the GIL in their array work, wfdb's
-    header parsing does not, so a second thread gains at most ~1.5×.
+    ``workers`` processes (default and cap: the cores this process may use) read and validate
+    ``chunk_size`` records at a time while this process prepares them: ``prepare_fn`` is often a
+    bound encoder method (a torch module, maybe on a GPU) that must not be pickled or forked, and
+    reading (header parsing, wfdb's decoder) holds the GIL, so threads would not gain. ``read``
+    must pickle where the OS has no ``fork``. ``workers=1``, or one chunk of records, reads here.
     ``strict=True`` raises the first bad record's error instead of excluding it (also on a hit).
     """
     if "key" not in records.columns:
@@ -121,8 +125,9 @@ def prepare_records(
     if records["key"].duplicated().any():
         dup = records.loc[records["key"].duplicated(), "key"].tolist()[:5]
         raise SpecError(f"duplicate record keys {dup}", "records")
-    if workers < 1 or chunk_size < 1:
+    if (workers is not None and workers < 1) or chunk_size < 1:
         raise SpecError(f"workers and chunk_size must be >= 1, got {workers}, {chunk_size}", "prepare_records")
+    workers = min(workers or available_cores(), available_cores())
     try:
         json.dumps(dict(spec_key))  # it goes into the manifest: fail now, not after the build
     except TypeError as exc:
@@ -182,70 +187,139 @@ def _check_strict(prepared: PreparedSet, strict: bool) -> PreparedSet:
     return prepared
 
 
-def _prepare_one(row: Mapping[str, Any], prepare_fn: PrepareFn, read: ReadFn, strict: bool) -> np.ndarray | Exclusion:
-    """One record → windows, or the Exclusion saying why not (``strict``: raise instead)."""
-    try:
-        sig = read(row)
-        reason = validate_signal(sig)
-        if reason is not None:
-            raise RecordError(reason, row.get("path"))
-        out = np.asarray(prepare_fn(sig.data, sig.fs, sig.leads), dtype=np.float32)
-        if out.ndim < 2 or len(out) == 0:
-            raise RecordError(f"prepare gave shape {out.shape}, expected (n_windows >= 1, ...)", row.get("path"))
-        if not np.isfinite(out).all():
-            raise RecordError("prepared windows contain NaN/inf", row.get("path"))
-        return out
-    except (EcgfmError, ValueError, OSError) as exc:  # wfdb/scipy decode errors are ValueError/OSError
-        if strict:
-            raise
-        return Exclusion(str(row["key"]), str(exc))
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A record's read error as it crosses the process boundary: ``EcgfmError`` pickles without its path."""
+
+    error: type[BaseException]
+    args: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _Failure:
+        return cls(type(exc), (exc.reason, exc.path) if isinstance(exc, EcgfmError) else exc.args)
+
+    def rebuild(self) -> BaseException:
+        return self.error(*self.args)
 
 
-def _chunk_results(
-    records: pd.DataFrame, prepare_fn: PrepareFn, read: ReadFn, *, workers: int, strict: bool, chunk_size: int
-) -> Iterator[tuple[str, np.ndarray | Exclusion]]:
-    """(key, windows-or-exclusion) per record, in index order; at most ``2·workers`` chunks in flight."""
+#: errors that make one record unusable (wfdb/scipy decode errors are ValueError/OSError); others are bugs
+_RECORD_ERRORS = (EcgfmError, ValueError, OSError)
 
-    def run(start: int) -> list[tuple[str, np.ndarray | Exclusion]]:
-        rows = records.iloc[start : start + chunk_size].to_dict("records")
-        return [(str(r["key"]), _prepare_one(r, prepare_fn, read, strict)) for r in rows]
+#: the ``read`` of this pool worker process (set by :func:`_init_worker`; unset in the parent)
+_worker_read: ReadFn | None = None
 
-    starts = iter(range(0, len(records), chunk_size))
-    if workers == 1:
-        for start in starts:
-            yield from run(start)
+
+def _init_worker(read: ReadFn) -> None:
+    global _worker_read
+    _worker_read = read
+
+
+def _read_rows(rows: Sequence[Mapping[str, Any]], read: ReadFn | None = None) -> list[Signal | _Failure]:
+    """Read and validate index rows, in this process or in a pool worker (``read`` None: the worker's)."""
+    read = read or _worker_read
+    out: list[Signal | _Failure] = []
+    for row in rows:
+        try:
+            sig = read(row)
+            reason = validate_signal(sig)
+            if reason is not None:
+                raise RecordError(reason, row.get("path"))
+            out.append(sig)
+        except _RECORD_ERRORS as exc:
+            out.append(_Failure.of(exc))
+    return out
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``fork`` where the OS has it: a spawned or forkserver worker re-imports wfdb/pandas/scipy first
+    (~1.5 s on a loaded 2-core machine, a third of a 4k-record build); the readers touch no torch/CUDA
+    state and no lock of the parent's, as PyTorch's DataLoader workers rely on too."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def _signals(
+    rows: Sequence[Mapping[str, Any]], read: ReadFn, *, workers: int, chunk_size: int
+) -> Iterator[Signal | _Failure]:
+    """Each row's validated signal (or failure), in order; ``workers`` > 1 reads in a process pool with at
+    most ``2·workers`` chunks in flight (bounded memory), the caller preparing while the pool reads on."""
+    chunks = (rows[s : s + chunk_size] for s in range(0, len(rows), chunk_size))
+    if workers == 1 or len(rows) <= chunk_size:
+        for chunk in chunks:
+            yield from _read_rows(chunk, read)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecgfm-prepare") as pool:
-        pending: deque[Future] = deque(pool.submit(run, s) for s in islice(starts, 2 * workers))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                               initargs=(read,))
+    try:
+        pending: deque[Future] = deque(pool.submit(_read_rows, c) for c in islice(chunks, 2 * workers))
         while pending:
             done = pending.popleft().result()
-            start = next(starts, None)
-            if start is not None:
-                pending.append(pool.submit(run, start))
+            chunk = next(chunks, None)
+            if chunk is not None:
+                pending.append(pool.submit(_read_rows, chunk))
             yield from done
+    finally:  # also on an early exit (strict error, interrupt): drop the chunks not started
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _windows(
+    rows: Sequence[Mapping[str, Any]], prepare_fn: PrepareFn, read: ReadFn, *, workers: int, strict: bool,
+    chunk_size: int,
+) -> Iterator[tuple[str, np.ndarray | Exclusion]]:
+    """(key, windows-or-exclusion) per row, in order. ``prepare_fn`` runs here, in the calling process:
+    it is often a bound encoder method (a torch module, maybe on a GPU) that must not be pickled or forked."""
+    # closing: an error here shuts the reader pool down now, not when the traceback is collected
+    with closing(_signals(rows, read, workers=workers, chunk_size=chunk_size)) as signals:
+        for row, got in zip(rows, signals, strict=True):
+            key = str(row["key"])
+            try:
+                if isinstance(got, _Failure):
+                    raise got.rebuild()
+                out = np.asarray(prepare_fn(got.data, got.fs, got.leads), dtype=np.float32)
+                if out.ndim < 2 or len(out) == 0:
+                    raise RecordError(f"prepare gave shape {out.shape}, expected (n_windows >= 1, ...)",
+                                      row.get("path"))
+                if not np.isfinite(out).all():
+                    raise RecordError("prepared windows contain NaN/inf", row.get("path"))
+            except _RECORD_ERRORS as exc:
+                if strict:
+                    raise
+                yield key, Exclusion(key, str(exc))
+                continue
+            yield key, out
 
 
 def _build(
     records: pd.DataFrame, prepare_fn: PrepareFn, read: ReadFn, out_dir: Path, *,
     workers: int, strict: bool, chunk_size: int, manifest: dict[str, Any],
 ) -> None:
-    """Stream windows to a raw spill file (bounded memory), then write the entry files, manifest last."""
+    """Stream windows straight into ``windows.npy`` (bounded memory), then write the other entry files,
+    manifest last. The ``.npy`` header is written for 0 windows and rewritten in place at the end: numpy
+    pads every header with room for a 21-digit first axis so that a file can grow this way."""
     t0 = time.perf_counter()
-    counts = np.zeros(len(records), dtype=np.int64)
+    rows = records.to_dict("records")
+    counts = np.zeros(len(rows), dtype=np.int64)
     keys: list[str] = []
     excluded: list[Exclusion] = []
-    window_shape: tuple[int, ...] | None = None
-    spill = out_dir / "windows.f32"
-    with open(spill, "wb") as fh:
-        for key, result in _chunk_results(records, prepare_fn, read, workers=workers, strict=strict,
-                                          chunk_size=chunk_size):
+    header: dict[str, Any] | None = None  # the .npy header, once the first record gives the window shape
+    data_start = 0
+    with atomic_open(out_dir / "windows.npy", "wb") as fh:
+        for key, result in _windows(rows, prepare_fn, read, workers=workers, strict=strict, chunk_size=chunk_size):
             if isinstance(result, Exclusion):
                 excluded.append(result)
                 continue
-            if window_shape is None:
-                window_shape = result.shape[1:]
-            elif result.shape[1:] != window_shape:
-                reason = f"prepared window shape {result.shape[1:]} differs from the first record's {window_shape}"
+            if header is None:
+                header = {**np.lib.format.header_data_from_array_1_0(result), "shape": (0, *result.shape[1:])}
+                np.lib.format.write_array_header_1_0(fh, header)
+                data_start = fh.tell()
+            elif result.shape[1:] != header["shape"][1:]:
+                reason = (f"prepared window shape {result.shape[1:]} differs from the first record's "
+                          f"{header['shape'][1:]}")
                 if strict:
                     raise RecordError(reason, key)
                 excluded.append(Exclusion(key, reason))
@@ -253,14 +327,16 @@ def _build(
             counts[len(keys)] = len(result)
             keys.append(key)
             result.tofile(fh)
-    offsets = np.concatenate([[0], np.cumsum(counts[: len(keys)])]).astype(np.int64)
-    total = int(offsets[-1])
-    shape = (total, *window_shape) if window_shape is not None else (0,)
-    windows = np.memmap(spill, dtype=np.float32, mode="r", shape=shape) if total else np.zeros(shape, np.float32)
-    with atomic_open(out_dir / "windows.npy", "wb") as fh:
-        np.save(fh, windows, allow_pickle=False)
-    del windows
-    spill.unlink()
+        offsets = np.concatenate([[0], np.cumsum(counts[: len(keys)])]).astype(np.int64)
+        if header is None:  # nothing usable: an empty 1-d array, as np.save writes it
+            shape: tuple[int, ...] = (0,)
+            np.save(fh, np.zeros(shape, np.float32), allow_pickle=False)
+        else:
+            shape = (int(offsets[-1]), *header["shape"][1:])
+            fh.seek(0)
+            np.lib.format.write_array_header_1_0(fh, {**header, "shape": shape})
+            if fh.tell() != data_start:  # cannot happen with numpy's growth padding; never write a bad file
+                raise CacheError(f"npy header grew from {data_start} to {fh.tell()} bytes", out_dir / "windows.npy")
     with atomic_open(out_dir / "offsets.npy", "wb") as fh:
         np.save(fh, offsets, allow_pickle=False)
     write_atomic(out_dir / "keys.json", json.dumps(keys))
@@ -271,6 +347,7 @@ def _build(
         "n_records": len(keys), "n_excluded": len(excluded), "windows_shape": list(shape), "dtype": "float32",
         "files": {name: (out_dir / name).stat().st_size for name in _FILES},
         "build_s": round(build_s, 3), "records_per_s": round(len(records) / build_s, 1) if build_s else None,
+        "workers": workers,
     }, indent=1, sort_keys=True))
 
 

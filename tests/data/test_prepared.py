@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import os
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import wfdb
 
 from ecgfm_suite._io import sha256_file
+from ecgfm_suite.data import prepared
 from ecgfm_suite.data.prepared import PreparedSet, prepare_records, prepared_key
 from ecgfm_suite.data.preprocess import InputSpec, prepare
 from ecgfm_suite.data.reader import read_signal
@@ -129,7 +131,9 @@ class Interrupt(BaseException):
     """Stands in for Ctrl-C / a killed worker mid-build (not an Exception, so never excluded)."""
 
 
-def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_path, workers, monkeypatch):
+    monkeypatch.setattr(prepared, "available_cores", lambda: 2)  # the reader pool, even on one core
     cache = tmp_path / "cache"
 
     def dying(x, fs, leads):
@@ -140,7 +144,8 @@ def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_
 
     dying.calls = 0
     with pytest.raises(Interrupt):
-        prepare_records(records, dying, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+        prepare_records(records, dying, spec_key=SPEC_KEY, cache_dir=cache, workers=workers, chunk_size=2)
+    assert not multiprocessing.active_children()  # the pool's readers are gone
     key = prepared_key(records, dying, spec_key=SPEC_KEY)
     bucket = entry_dir(cache, key).parent
     assert not entry_dir(cache, key).exists()
@@ -184,10 +189,10 @@ def test_corrupt_entry_is_deleted_with_a_warning_and_rebuilt(records, tmp_path, 
     assert prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read).from_cache
 
 
-def _fill(records: pd.DataFrame, cache: str, log: str, barrier) -> None:
+def _fill(records: pd.DataFrame, cache: str, log: str, barrier, workers: int) -> None:
     barrier.wait()  # both processes ask for the same key at the same moment
     prepare_records(records, slow_prepare, spec_key=SPEC_KEY, cache_dir=Path(cache),
-                    read=functools.partial(counting_read, log=log), workers=1)
+                    read=functools.partial(counting_read, log=log), workers=workers, chunk_size=2)
 
 
 def slow_prepare(x, fs, leads):
@@ -195,12 +200,13 @@ def slow_prepare(x, fs, leads):
     return prepare_fn(x, fs, leads)
 
 
-def test_concurrent_fill_from_two_processes_builds_once(records, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_fill_from_two_processes_builds_once(records, tmp_path, workers):
     cache, log = tmp_path / "cache", tmp_path / "reads.log"
     # fork where available: the children inherit the imports (spawn re-imports pandas/scipy, ~4 s each)
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_fill, args=(records, str(cache), str(log), barrier)) for _ in range(2)]
+    procs = [ctx.Process(target=_fill, args=(records, str(cache), str(log), barrier, workers)) for _ in range(2)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -290,3 +296,76 @@ def test_bad_arguments_are_spec_errors(records):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         prepare_records(records, prepare_fn, spec_key={"spec": SPEC}, cache_dir=None)
 
+
+
+# ------------------------------------------------------------------- the reader pool (workers > 1)
+
+def pid_read(row, *, log: str):
+    """The real reader, logging ``key pid`` (which process read the record)."""
+    with open(log, "a") as fh:
+        fh.write(f"{row['key']} {os.getpid()}\n")
+    return read_signal(row)
+
+
+def buggy_read(row):
+    raise TypeError(f"bug while reading {row['key']}")
+
+
+def _corrupt(records: pd.DataFrame) -> None:
+    """r003: truncated signal file; r008: garbled header."""
+    paths = records["path"].tolist()
+    with open(paths[3] + ".dat", "r+b") as fh:
+        fh.truncate(100)
+    Path(paths[8] + ".hea").write_text("r008 two 250 x\n")
+
+
+def test_reader_pool_gives_what_the_serial_path_gives(records, tmp_path, monkeypatch):
+    monkeypatch.setattr(prepared, "available_cores", lambda: 3)  # the pool runs even on a one-core machine
+    _corrupt(records)
+    log = tmp_path / "reads.log"
+    read = functools.partial(pid_read, log=str(log))
+    serial = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, read=read, workers=1)
+    serial_reads = log.read_text().split("\n")[:-1]
+    log.unlink()
+    pooled = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", read=read,
+                             workers=3, chunk_size=2)
+    pooled_reads = [line.split() for line in log.read_text().splitlines()]
+
+    assert {line.split()[1] for line in serial_reads} == {str(os.getpid())}
+    assert sorted(k for k, _ in pooled_reads) == sorted(records["key"])  # each record read once...
+    assert str(os.getpid()) not in {pid for _, pid in pooled_reads}  # ...by the pool's processes
+    assert not multiprocessing.active_children()
+    np.testing.assert_array_equal(pooled.windows, serial.windows)  # the .npy written in place, bit for bit
+    np.testing.assert_array_equal(pooled.offsets, serial.offsets)
+    assert pooled.keys == serial.keys == tuple(k for k in records["key"] if k not in {"synth/r003", "synth/r008"})
+    assert pooled.excluded == serial.excluded and [e.record for e in serial.excluded] == ["synth/r003", "synth/r008"]
+    reasons = [e.reason for e in serial.excluded]
+    assert "r003.dat" in reasons[0] and "truncated" in reasons[0]
+    assert "r008.hea" in reasons[1] and "unparsable header" in reasons[1]
+    for i, row in enumerate(r for r in records.to_dict("records") if r["key"] in pooled.keys):
+        np.testing.assert_array_equal(pooled.record(i), expected_windows(row))
+
+
+def test_pool_errors_keep_their_type_and_file(records, monkeypatch):
+    """strict: the worker's RecordError arrives with its file; a bug (not a record error) is never excluded."""
+    monkeypatch.setattr(prepared, "available_cores", lambda: 2)
+    _corrupt(records)
+    for workers in (1, 2):
+        with pytest.raises(RecordError) as err:
+            prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, strict=True, workers=workers,
+                            chunk_size=2)
+        assert err.value.path.endswith("r003.dat") and "truncated" in err.value.reason
+        with pytest.raises(TypeError, match="bug while reading synth/r000"):
+            prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, read=buggy_read,
+                            workers=workers, chunk_size=2)
+    assert not multiprocessing.active_children()
+
+
+def test_workers_default_to_and_are_capped_at_the_cores(records, tmp_path, monkeypatch):
+    monkeypatch.setattr(prepared, "available_cores", lambda: 2)
+    for workers, used in ((None, 2), (8, 2), (1, 1)):
+        got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / str(workers),
+                              workers=workers, chunk_size=4)
+        assert json.loads((got.path / "manifest.json").read_text())["workers"] == used
+    monkeypatch.undo()
+    assert 1 <= prepared.available_cores() <= (os.cpu_count() or 1)
