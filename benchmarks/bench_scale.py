@@ -12,7 +12,8 @@ numbers, nothing encoded). Seeds live inside a cell here (a cell fits every seed
 - ``test_bench_shard_plan``: ``assign_shards`` into 20 shards (the cost-balanced split every CI job computes).
 - ``test_bench_merge``: ``merge_runs`` over 20 shard run directories (results.jsonl + run.json), writing
   results.jsonl/csv/run.json. Target: 100,000 cells under 60 s on 2 cores.
-- ``test_bench_report``: ``write_report`` on the merged run: time and size of index.html (+ CSV tables).
+- ``test_bench_report``: ``write_report`` on the merged run (with every cell's outcome): time, size of index.html
+  (aggregated past ``PAGE_ROWS`` cells), its pages and the CSV tables.
 
 Figures go to ``extra_info`` (``--benchmark-json``); each test also asserts its target.
 """
@@ -144,12 +145,30 @@ def test_bench_merge(benchmark, tmp_path_factory, merged_runs, n):
 @pytest.mark.parametrize("n", list(SIZES))
 def test_bench_report(benchmark, merged_runs, n):
     from ecgfm_suite.report import write_report
+    from ecgfm_suite.report.build import PAGE_ROWS, PAGES_DIR
 
     if n not in merged_runs:
         pytest.skip("needs test_bench_merge's merged run of this size")
+    run = merged_runs[n]
+    # every cell's test outcome, as the shard jobs' tests record them (merge joins results, not outcomes)
+    with open(run / "outcomes.jsonl", "w", encoding="utf-8") as fh:
+        for line in (run / "results.jsonl").read_text().splitlines():
+            cell_id = json.loads(line)["cell_id"]
+            fh.write(json.dumps({"cell_id": cell_id, "outcome": "passed", "reason": None, "duration_s": 1.0}) + "\n")
     t0 = time.perf_counter()
-    page = benchmark.pedantic(write_report, args=(merged_runs[n],), rounds=1, iterations=1)
-    html = page.stat().st_size
-    tables = sum(p.stat().st_size for p in page.parent.glob("*.csv"))
-    benchmark.extra_info.update(cells=n, report_s=time.perf_counter() - t0, html_bytes=html, csv_bytes=tables,
-                                html_rows=page.read_text().count("<tr"))
+    page = benchmark.pedantic(write_report, args=(run,), rounds=1, iterations=1)
+    seconds = time.perf_counter() - t0
+    pages = sorted((run / PAGES_DIR).glob("*.html"))
+    html = page.read_text()
+    index_rows = html.count("<tr")
+    benchmark.extra_info.update(
+        cells=n, report_s=seconds, index_bytes=page.stat().st_size, index_rows=index_rows, pages=len(pages),
+        pages_bytes=sum(p.stat().st_size for p in pages), max_page_bytes=max((p.stat().st_size for p in pages),
+                                                                             default=0),
+        csv_bytes=sum(p.stat().st_size for p in run.glob("*.csv")))
+    print(f"report {n} cells: {seconds:.1f} s; index.html {page.stat().st_size / 1e6:.2f} MB, {index_rows} rows; "
+          f"{len(pages)} pages, {benchmark.extra_info['pages_bytes'] / 1e6:.1f} MB (largest "
+          f"{benchmark.extra_info['max_page_bytes'] / 1e6:.2f} MB); CSV {benchmark.extra_info['csv_bytes'] / 1e6:.1f} MB")
+    # usable at any size: no table on any page holds more than a page of rows
+    assert html.count("<tr data-cell") <= PAGE_ROWS
+    assert all(p.read_text().count("<tr data-cell") <= PAGE_ROWS for p in pages)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from .errors import EcgfmError, SpecError
 from .settings import OPTIONS, Settings, resolve
 
 CELL_FIXTURE = "ecgfm_cell"
+#: the per-task analyses' test (benchmarks/test_representation.py): under xdist its workers skip it and the
+#: controller runs those analyses at session end, once every worker's cells are in
+TASK_ANALYSIS_TEST = "test_task_analysis"
 
 
 class BenchSession:
@@ -31,6 +35,7 @@ class BenchSession:
         self._gate: Any = None
         self.ran_cells = False
         self.report_path: Path | None = None
+        self.uploaded: Any = None  # the run's URL once uploaded (a URL --ecgfm-reports-dir)
         #: ids of the cells whose test ran in this session (reported by workers too): the gate's scope
         self.cell_ids: set[str] = set()
         #: cell id → digest of its test records (from the verdicts' properties) / keys awaiting check()
@@ -39,6 +44,12 @@ class BenchSession:
         self.gate_summary: Any = None
         self._plan: list[Any] | None = None
         self._shard: tuple[list[Any], str] | None = None
+        #: node id → cell of the tests this process collected (a worker's own; none on an xdist controller)
+        self._cells: dict[str, Any] = {}
+        self._outcomes: dict[str, dict[str, Any]] = {}
+        #: the controller saw a worker skip the per-task analyses: they run here at session end
+        self.task_analyses_deferred = False
+        self.task_analyses: dict[str, Any] | None = None
 
     def plan(self) -> list[Any]:
         """The selected cells (planned once per session)."""
@@ -57,7 +68,8 @@ class BenchSession:
             k, n = self.settings.shard  # type: ignore[misc]
             cells = self.plan()
             records = self.runner.record_counts(sorted({c.task for c in cells}))
-            shards = assign_shards(cells, n, cell_cost(records, recorded_encode_rates(self.settings.cache_dir)))
+            rates = recorded_encode_rates(self.settings.cache_dir, as_of=self.settings.shard_as_of)
+            shards = assign_shards(cells, n, cell_cost(records, rates))
             self._shard = (shards[k - 1], shard_digest(shards))
         return self._shard
 
@@ -80,7 +92,7 @@ class BenchSession:
 
     @property
     def reports_dir(self) -> Path:
-        return self._rooted(self.settings.reports_dir)
+        return self._rooted(self.settings.local_reports_dir)  # a URL reports dir: staged here, uploaded at the end
 
     def _rooted(self, path: Path) -> Path:
         return path if path.is_absolute() else Path(self.config.rootpath) / path
@@ -112,6 +124,12 @@ class BenchSession:
         """The cell's gate verdict (floor, regression vs baseline): ``.failures``, ``.properties()``."""
         return self.gate.check(cell, result, self._test_keys.pop(cell.id, None))
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        callspec = getattr(item, "callspec", None)
+        cell = callspec.params.get(CELL_FIXTURE) if callspec is not None else None
+        if cell is not None:
+            self._cells[item.nodeid] = cell
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Reports arrive here from xdist workers too: which cells ran, on which test records."""
         props = dict(report.user_properties)
@@ -120,6 +138,40 @@ class BenchSession:
             self.cell_ids.add(str(cell_id))
             if props.get("ecgfm_test_records_sha256"):
                 self.test_shas[str(cell_id)] = str(props["ecgfm_test_records_sha256"])
+        if getattr(report, "node", None) is not None and _function(report.nodeid) == TASK_ANALYSIS_TEST:
+            self.task_analyses_deferred = True  # a worker's report (xdist sets .node on the controller)
+        if report.nodeid in self._cells:
+            self._note_outcome(report)
+
+    def _note_outcome(self, report: pytest.TestReport) -> None:
+        """Fold a cell test's setup/call/teardown reports into one outcome; at teardown append it to
+        ``outcomes.jsonl`` (the process that ran the test writes it: a worker under xdist)."""
+        state = self._outcomes.setdefault(report.nodeid, {"outcome": "passed", "reason": None, "duration_s": 0.0})
+        state["duration_s"] += report.duration
+        if report.failed and report.when != "call":
+            if state["outcome"] not in ("failed", "error"):
+                state.update(outcome="error", reason=outcome_reason(report))
+        elif report.when == "call" or report.skipped:
+            state.update(outcome=report.outcome, reason=None if report.passed else outcome_reason(report))
+        if report.when == "teardown":
+            del self._outcomes[report.nodeid]
+            cell = self._cells[report.nodeid]
+            workerinput = getattr(self.config, "workerinput", None)
+            self.run_dir.append_outcome({
+                "cell_id": cell.id, "model": cell.model, "task": cell.task, "scarcity": cell.scarcity,
+                **state, "duration_s": round(state["duration_s"], 3), "nodeid": report.nodeid,
+                "worker": workerinput["workerid"] if workerinput else None,
+            })
+
+    def run_task_analyses(self, run: Any) -> None:
+        """The per-task analyses (CKA, label efficiency, comparisons) on the controller, after all workers."""
+        from .analysis.stage import run_task_analyses
+        from .report.figures import figures_for
+
+        try:
+            self.task_analyses = {"skipped": run_task_analyses(run, n_boot=self.settings.n_boot, draw=figures_for)}
+        except EcgfmError as exc:
+            self.task_analyses = {"error": str(exc)}
 
     def finish_gate(self, results: list[Any], run_path: Path) -> None:
         """Baseline updates and obtained files for the cells that ran in this session; ``gate.json``."""
@@ -133,6 +185,44 @@ class BenchSession:
 
 
 KEY = pytest.StashKey[BenchSession]()
+
+
+def _function(nodeid: str) -> str:
+    """The test function of a node id (``path::test_name[params]`` → ``test_name``)."""
+    return nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
+
+
+def outcome_reason(report: pytest.TestReport) -> str | None:
+    """What a cell's report says: the skip reason, the gate's failure message, or the error's message."""
+    longrepr = report.longrepr
+    if longrepr is None:
+        return None
+    if isinstance(longrepr, tuple):  # a skip: (path, lineno, "Skipped: <reason>")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    if isinstance(longrepr, str):  # pytest.fail(..., pytrace=False): the message itself
+        return longrepr
+    crash = getattr(longrepr, "reprcrash", None)  # an exception: its message ("Failed: " of pytest.fail dropped)
+    return crash.message.removeprefix("Failed: ") if crash is not None else report.longreprtext
+
+
+class HtmlSummaryLink:
+    """Links our report from pytest-html's summary; registered only where pytest-html is loaded (its hook)."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+
+    def pytest_html_results_summary(self, prefix: list[str]) -> None:
+        if self.bench.report_path is None:
+            return
+        from .report import html_link
+
+        config = self.bench.config
+        html_path = config.getoption("htmlpath", None)
+        from_dir = None
+        if html_path:  # resolved as pytest-html does (relative to the invocation directory)
+            page = Path(os.path.expandvars(html_path)).expanduser()
+            from_dir = (Path(config.invocation_params.dir) / page).parent
+        prefix.append(html_link(self.bench.report_path.parent, from_dir))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -168,6 +258,8 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = workerinput["ecgfm_run_id"] if workerinput else (settings.run_id or new_run_id())
     config.stash[KEY] = BenchSession(config, settings, run_id)
     config.pluginmanager.register(config.stash[KEY], "ecgfm-bench-session")
+    if not workerinput and config.pluginmanager.hasplugin("html"):  # pytest-html is optional
+        config.pluginmanager.register(HtmlSummaryLink(config.stash[KEY]), "ecgfm-html-link")
     config.addinivalue_line("markers", "ecgfm_cell: a benchmark cell (model × task × scarcity)")
 
 
@@ -263,25 +355,30 @@ def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: BenchSession) -> 
 
 
 def _controller_run(config: pytest.Config) -> tuple[Any, Path | None]:
-    """(session, results.jsonl path) on the controlling process of a run that wrote cells, else (…, None)."""
+    """(session, run directory) on the controlling process of a run whose cells left results or test
+    outcomes (skips included), else (…, None)."""
     if hasattr(config, "workerinput") or KEY not in config.stash:
         return None, None
     bench = config.stash[KEY]
-    results_path = bench.reports_dir / bench.run_id / "results.jsonl"
-    return bench, results_path if results_path.exists() else None
+    path = bench.reports_dir / bench.run_id
+    written = (path / "results.jsonl").exists() or (path / "outcomes.jsonl").exists()
+    return bench, path if written else None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    bench, results_path = _controller_run(config)
-    if results_path is None:
+    bench, run_path = _controller_run(config)
+    if run_path is None:
         return
     from .results import RunDir, environment, git_commit
 
-    run = RunDir.open(results_path.parent)
+    run = RunDir.open(run_path)
     results = run.results()
     run.write_csv(results)
-    bench.finish_gate(results, run.path)
+    if results:
+        bench.finish_gate(results, run.path)
+    if bench.task_analyses_deferred and results:
+        bench.run_task_analyses(run)
     s = bench.settings
     run.write_meta({
         "run_id": bench.run_id, "cells": len(results), "exitstatus": int(exitstatus),
@@ -295,6 +392,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     bench.report_path = write_report(run.path)  # assembles what cells and analyses stored; no heavy work
     run.link_latest()
+    if not isinstance(s.reports_dir, Path):
+        from .results.run import upload_run
+
+        try:
+            bench.uploaded = upload_run(run, s.reports_dir / bench.run_id)
+        except EcgfmError as exc:
+            pytest.exit(f"ecgfm-suite: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 def _shard_meta(bench: BenchSession) -> dict[str, Any]:
@@ -305,13 +409,13 @@ def _shard_meta(bench: BenchSession) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    bench, results_path = _controller_run(config)
-    if results_path is None:
+    bench, run_path = _controller_run(config)
+    if run_path is None:
         return
     from .results import RunDir
     from .results.leaderboard import leaderboard_text
 
-    results = RunDir.open(results_path.parent).results()
+    results = RunDir.open(run_path).results()
     terminalreporter.section("ecgfm-suite leaderboard")
     for line in leaderboard_text(results).splitlines():
         terminalreporter.write_line(line)
@@ -319,10 +423,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("ecgfm-suite gate")
         for line in bench.gate_summary.lines():
             terminalreporter.write_line(line)
-    terminalreporter.write_line(f"results: {results_path}")
+    if bench.task_analyses is not None:
+        error, skipped = bench.task_analyses.get("error"), bench.task_analyses.get("skipped") or {}
+        terminalreporter.write_line(f"per-task analyses failed on the controller: {error}" if error else
+                                    f"per-task analyses ran on the controller after the workers ({len(skipped)} "
+                                    "skipped, reasons in the report)")
+    if results:
+        terminalreporter.write_line(f"results: {run_path / 'results.jsonl'}")
     if bench.report_path is not None:
         terminalreporter.write_line(f"report: {bench.report_path}")
-    terminalreporter.write_line(f"run dir: {results_path.parent} (also {bench.reports_dir / 'latest'})")
+    terminalreporter.write_line(f"run dir: {run_path} (also {bench.reports_dir / 'latest'})")
+    if bench.uploaded is not None:
+        terminalreporter.write_line(f"uploaded: {bench.uploaded}")
 
 
 def junit_properties(result: Any) -> list[tuple[str, str]]:

@@ -268,7 +268,12 @@ def test_corrupted_baseline_errors_the_models_cells_before_running_and_is_not_ov
     result.stdout.fnmatch_lines([f"ecgfm-suite: {path}: not valid YAML: * at line *, column * (fix it, or delete "
                                  "the file and rerun with --ecgfm-update-baselines)"] * 2)
     assert path.read_text() == broken
-    assert not (bench.pytester.path / "reports").exists()  # no cell ran
+    assert not (bench.run_dir / "results.jsonl").exists()  # no cell ran
+    # each cell's outcome is an error with the gate's message (the report lists them)
+    outcomes = [json.loads(line) for line in (bench.run_dir / "outcomes.jsonl").read_text().splitlines()]
+    assert {o["cell_id"]: o["outcome"] for o in outcomes} == {f"{MODEL}-{t}-frac100": "error" for t in ("ludb_sex",
+                                                                                                      "ludb_lvh")}
+    assert all(o["reason"].startswith(f"ecgfm-suite: {path}: not valid YAML") for o in outcomes)
 
 
 def test_under_xdist_the_controller_writes_each_baseline_once(bench: Bench):

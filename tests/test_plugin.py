@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from ecgfm_suite.models.catalog import MODELS  # imported before the pytester fixture snapshots sys.modules
 from ecgfm_suite.settings import OPTIONS
+from tests.report.html import parse
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 
@@ -72,11 +74,45 @@ def pytest_collection_finish(session):
     result.stdout.fnmatch_lines(["*TORCH_IMPORTED False*"])
 
 
+def _only_run(bench) -> Path:
+    runs = [p for p in (bench.path / "reports").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _outcomes(run: Path) -> dict[str, dict]:
+    return {o["cell_id"]: o for o in map(json.loads, (run / "outcomes.jsonl").read_text().splitlines())}
+
+
 def test_missing_weights_skip_names_the_expected_path(bench):
-    result = bench.runpytest(*bench.common("-rs", "--ecgfm-models=ecg_fm", "--ecgfm-tasks=ludb_sex",
+    # without pytest-html (-p no:html) nothing of ours asks for its hook
+    result = bench.runpytest(*bench.common("-rs", "-p", "no:html", "--ecgfm-models=ecg_fm", "--ecgfm-tasks=ludb_sex",
                                            "--ecgfm-scarcity=frac100"))
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no checkpoint for ecg_fm: expected */ecg_fm/mimic_iv_ecg_physionet_pretrained.pt*"])
+    expected = "no checkpoint for ecg_fm: expected */ecg_fm/mimic_iv_ecg_physionet_pretrained.pt*"
+    result.stdout.fnmatch_lines([f"*{expected}"])
+    # the skip is the run's outcome: recorded, and the report lists the cell with its reason
+    run = _only_run(bench)
+    skip = _outcomes(run)["ecg_fm-ludb_sex-frac100"]
+    assert skip["outcome"] == "skipped" and fnmatch.fnmatch(skip["reason"], expected.strip("*") + "*")
+    assert skip["model"] == "ecg_fm" and skip["worker"] is None and skip["duration_s"] >= 0
+    assert not (run / "results.jsonl").exists()
+    html = (run / "index.html").read_text()
+    assert parse(html).outcomes == {"skipped": "1 skipped"} and "mimic_iv_ecg_physionet_pretrained.pt" in html
+
+
+def test_pytest_html_summary_links_our_report(bench, tmp_path):
+    pytest.importorskip("pytest_html", reason="pytest-html is optional: its summary link is tested where it is installed")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = bench.runpytest(*bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex",
+                                           "--ecgfm-scarcity=frac100", f"--ecgfm-data-dir={empty}",
+                                           "--html=html/pytest.html"))
+    result.assert_outcomes(skipped=1)
+    page = (bench.path / "html" / "pytest.html").read_text()
+    href = f"../reports/{_only_run(bench).name}/index.html"
+    assert f'ecgfm-suite report: <a href="{href}">' in page
+    assert (bench.path / "html" / href).resolve().is_file()  # the relative link reaches our report
 
 
 def test_missing_data_skips_naming_the_data_dir(bench, tmp_path):
@@ -103,8 +139,17 @@ def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
     assert cell["seeds"] == [0, 1] and 0.0 <= cell["metrics"]["auroc"]["value"] <= 1.0
     assert (run / "run.json").exists() and (run / "results.csv").exists()
     assert (bench.path / "reports" / "latest").resolve() == run.resolve()
+    passed = _outcomes(run)["random_cnn-ludb_sex-frac100"]
+    assert passed["outcome"] == "passed" and passed["reason"] is None and passed["duration_s"] > 0
+    # a floor no model reaches: the cell still writes its result, then fails with the gate's message
+    (bench.path / "benchmarks" / "thresholds.yml").write_text("schema_version: 1\ntasks:\n  ludb_sex: 0.999\n")
     again = bench.runpytest(*args[:-1], "--ecgfm-run-id=second")
-    again.assert_outcomes(passed=1)
+    again.assert_outcomes(failed=1)
     second = json.loads((bench.path / "reports" / "second" / "results.jsonl").read_text())
     assert second["metrics"] == cell["metrics"]  # same seeds, cached embeddings → identical numbers
     assert second["timings"]["encode_s"] == 0.0  # served from the embedding cache
+    failed = _outcomes(bench.path / "reports" / "second")["random_cnn-ludb_sex-frac100"]
+    assert failed["outcome"] == "failed" and failed["reason"].startswith("auroc = ")  # the gate's message
+    assert failed["reason"].endswith("is below the floor 0.9990 for cell random_cnn-ludb_sex-frac100")
+    html = (bench.path / "reports" / "second" / "index.html").read_text()
+    assert parse(html).outcomes == {"failed": "1 failed"} and failed["reason"] in html

@@ -12,11 +12,8 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,6 +32,9 @@ from ecgfm_suite.report.build import DIAGNOSTICS_JS
 from ecgfm_suite.report.figures import figures_for
 from ecgfm_suite.results import CellResult, RunDir
 from fixtures.layouts import synthetic_ecg
+from tests.report.html import chromium as _chromium
+from tests.report.html import headless as _headless
+from tests.report.html import parse as _parse
 from tests.test_analysis_stage import analysis_cache_dir  # noqa: F401  (shared fixture)
 
 pytestmark = pytest.mark.slow  # the module's run goes through the real stage (UMAP, SHAP): ~20 s once
@@ -162,38 +162,6 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory, analysis_cache_dir) 
     return run
 
 
-class _Page(HTMLParser):
-    """Collects what the tests read from the page: root attributes, images, scripts, leaderboard rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.root: dict[str, str] = {}
-        self.images: list[str] = []
-        self.scripts = 0
-        self.cell_rows: list[str] = []
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "html":
-            self.root = a
-        elif tag == "img":
-            self.images.append(a.get("src", ""))
-        elif tag == "script":
-            self.scripts += 1
-        elif tag == "tr" and "data-cell" in a:
-            self.cell_rows.append(a["data-cell"])
-        for key in ("src", "href"):
-            if key in a and tag != "img":
-                self.links.append(a[key])
-
-
-def _parse(html: str) -> _Page:
-    page = _Page()
-    page.feed(html)
-    return page
-
-
 @pytest.fixture(scope="module")
 def report(synthetic_run) -> tuple[Path, str]:
     path = write_report(synthetic_run.path)
@@ -250,8 +218,12 @@ def test_leaderboard_rows_marks_and_skips(report, synthetic_run):
     assert failing["failing"] and failing["failure"] == "auroc 0.51 below floor 0.60"
     assert 'class="failing"' in html and "auroc 0.51 below floor 0.60" in html
     skipped = pd.read_csv(synthetic_run.path / "skipped_cells.csv")
-    assert skipped.to_dict("records") == [{"cell_id": "feature_fm-ptbxl_form-frac10",
+    assert skipped.to_dict("records") == [{"cell_id": "feature_fm-ptbxl_form-frac10", "outcome": "not run",
                                            "reason": "no data for task ptbxl_form: none of ptbxl found below /data"}]
+    outcomes = pd.read_csv(synthetic_run.path / "cell_outcomes.csv").set_index("cell_id")
+    assert outcomes.loc["feature_fm-ludb_lvh-frac25", "outcome"] == "failed"
+    assert set(outcomes.drop(index=["feature_fm-ludb_lvh-frac25", "feature_fm-ptbxl_form-frac10"])["outcome"]) == {
+        "no outcome recorded"}  # this run recorded one test outcome; the other cells only have results
     assert "ludb: sex unknown" in html  # task-level exclusions with their reason
 
 
@@ -264,29 +236,6 @@ def test_metadata_and_findings_reach_the_page(report, synthetic_run):
     assert set(leads.loc[leads["task"] == "ludb_lvh", "top_lead"]) <= {"V1", "V2", "V3", "V4", "V5", "V6"}
     transfer = pd.read_csv(synthetic_run.path / "transfer.csv")
     assert set(transfer["train_region"]) == {"Germany", "Russia"}
-
-
-def _chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing (skips when that is impossible)."""
-    binary = shutil.which("chromium") or "/usr/bin/chromium"
-    if Path(binary).exists():
-        return binary
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    steps = (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"])
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"installing chromium failed ({' '.join(cmd)}): {done.stderr.strip()[-300:]}")
-    return "/usr/bin/chromium"
-
-
-def _headless(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_page_in_headless_chromium(report, synthetic_run, tmp_path, request):
@@ -310,11 +259,3 @@ def test_page_in_headless_chromium(report, synthetic_run, tmp_path, request):
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, kept)
     print(f"report screenshot: {kept} (page: {path})")
-
-
-def test_html_link_for_pytest_html_is_escaped(tmp_path):
-    from ecgfm_suite.report import html_link
-
-    run = tmp_path / "run <b>"
-    link = html_link(run)
-    assert "<b>" not in link and "&lt;b&gt;" in link and link.startswith("<p>ecgfm-suite report: <a href=\"file://")

@@ -9,8 +9,11 @@ import pytest
 
 from ecgfm_suite.errors import SpecError
 from ecgfm_suite.settings import resolve, worker_device
+from tests.report.html import parse
 
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CELL_TEST = (BENCHMARKS / "test_matrix.py").read_text()
+ANALYSIS_TEST = (BENCHMARKS / "test_representation.py").read_text()
 SLICE = ("--ecgfm-models=random_cnn,openecg_codec_v6", "--ecgfm-tasks=ludb_sex,ludb_lvh",
          "--ecgfm-scarcity=frac100", "--ecgfm-seeds=2", "--ecgfm-n-boot=100")
 #: what a cell computed (timings, environment and git commit describe where, not what)
@@ -56,12 +59,24 @@ def test_each_worker_pins_its_own_gpu():
         assert torch.zeros(1, device=device).device.index == k % n
 
 
+def _analysis(run: Path) -> dict[str, dict]:
+    """The per-task analyses a run stored (``<kind>/<key>`` → payload without its timing), skips included."""
+    out = {}
+    for path in sorted((run / "analysis").glob("*/*.json")):
+        if path.parent.name in ("comparison", "label_efficiency", "cka", "skipped"):
+            payload = json.loads(path.read_text())
+            payload.pop("seconds", None)
+            out[f"{path.parent.name}/{path.stem}"] = payload
+    return out
+
+
 def _run(pytester: pytest.Pytester, tmp: Path, name: str, data_dir: Path, *xdist: str) -> tuple[Path, dict, dict]:
     reports = tmp / f"reports-{name}"
     result = pytester.runpytest(
         "-p", "no:randomly", f"--ecgfm-data-dir={data_dir}", f"--ecgfm-cache-dir={tmp / 'cache'}",
-        f"--ecgfm-weights-dir={tmp / 'weights'}", f"--ecgfm-reports-dir={reports}", *SLICE, *xdist)
-    result.assert_outcomes(passed=4)
+        f"--ecgfm-weights-dir={tmp / 'weights'}", f"--ecgfm-reports-dir={reports}", *SLICE,
+        "-k", "test_cell or test_task_analysis", *xdist)  # the cells and the per-task analyses, not SHAP/UMAP
+    assert result.ret == 0, result.stdout.str()[-3000:]
     runs = [p for p in reports.iterdir() if p.is_dir() and not p.is_symlink()]
     assert len(runs) == 1, f"expected one run directory, got {runs}"  # workers share the controller's run id
     lines = (runs[0] / "results.jsonl").read_text().splitlines()
@@ -71,14 +86,21 @@ def _run(pytester: pytest.Pytester, tmp: Path, name: str, data_dir: Path, *xdist
         cells[d["cell_id"]] = {k: d[k] for k in COMPUTED}
         encode_s[d["cell_id"]] = d["timings"]["encode_s"]
     assert len(cells) == len(lines) == 4  # each cell ran exactly once
+    # every cell test's outcome, written by the process that ran it (a worker under xdist)
+    outcomes = [json.loads(line) for line in (runs[0] / "outcomes.jsonl").read_text().splitlines()]
+    assert sorted(o["cell_id"] for o in outcomes) == sorted(cells)
+    assert {o["outcome"] for o in outcomes} == {"passed"} and all(o["duration_s"] > 0 for o in outcomes)
+    # loadgroup hands each of the two models' groups to its own worker: both append to the one file
+    expected_workers = {"gw0", "gw1"} if xdist[:2] == ("-n", "2") else {None}
+    assert {o["worker"] for o in outcomes} == expected_workers
     return runs[0], cells, encode_s
 
 
 @pytest.mark.slow
 def test_two_workers_give_the_same_run_as_one(pytester: pytest.Pytester, data_dir: Path, tmp_path: Path):
-    pytester.makepyfile(test_cells=CELL_TEST)
+    pytester.makepyfile(test_cells=CELL_TEST, test_representation=ANALYSIS_TEST)
     par_dir, parallel, par_encode = _run(pytester, tmp_path, "n2", data_dir, "-n", "2", "--dist", "loadgroup")
-    _, sequential, seq_encode = _run(pytester, tmp_path, "n0", data_dir, "-n", "0")
+    seq_dir, sequential, seq_encode = _run(pytester, tmp_path, "n0", data_dir, "-n", "0")
     # the workers filled the shared cache (one entry per model and dataset, encoded once) and left it whole:
     # the sequential run reads every embedding back instead of encoding
     assert sum(v > 0 for v in par_encode.values()) == 2 and set(seq_encode.values()) == {0.0}
@@ -90,3 +112,11 @@ def test_two_workers_give_the_same_run_as_one(pytester: pytest.Pytester, data_di
     assert (par_dir / "results.csv").exists() and (par_dir / "gate.json").exists()
     assert sorted(p.stem for p in (par_dir / "cells").glob("*.npz")) == sorted(parallel)
     assert (par_dir.parent / "latest").resolve() == par_dir.resolve()
+    # the per-task analyses: skipped by the workers, run once by the controller after all of them, before
+    # the report, with the same payloads as the sequential run's tests
+    analysed = _analysis(par_dir)
+    assert {"comparison/ludb_sex-frac100", "comparison/ludb_lvh-frac100"} <= set(analysed)
+    assert analysed == _analysis(seq_dir)
+    report = (par_dir / "index.html").read_text()
+    assert (par_dir / "comparison.csv").read_text() == (seq_dir / "comparison.csv").read_text()
+    assert "2 pairs" in report and parse(report).outcomes == {"passed": "4 passed"}

@@ -1,12 +1,17 @@
-"""``write_report(run_dir)``: one self-contained ``index.html`` plus CSV tables for a run directory.
+"""``write_report(run_dir)``: a self-contained ``index.html`` (plus pages when long) and CSV tables for a run.
 
 The page is assembled from what the run directory holds, nothing is recomputed: the cells'
-``results.jsonl``, ``run.json``, the optional ``outcomes.jsonl`` (one JSON object per test:
-``cell_id``, ``outcome`` passed/failed/skipped, ``reason``) and the analysis stage's JSON and
-PNG files under ``analysis/``. Images are embedded as base64 data URIs, there is no external
-resource, and a Content-Security-Policy allows nothing but data-URI images, inline styles and
-the page's own diagnostics script (by hash), so the file opens offline and an injected name
-cannot run. Every name reaches the page through Jinja2 autoescaping.
+``results.jsonl``, ``run.json``, ``outcomes.jsonl`` (each cell test's outcome: passed, failed with
+the gate's message, skipped with the reason, error) and the analysis stage's JSON and PNG files
+under ``analysis/``. Images are embedded as base64 data URIs, there is no external resource, and a
+Content-Security-Policy allows nothing but data-URI images, inline styles and the page's own
+diagnostics script (by hash), so the file opens offline and an injected name cannot run. Every
+name reaches the page through Jinja2 autoescaping.
+
+A run of more than ``PAGE_ROWS`` cells (a sharded matrix of 100,000) keeps the main page small:
+outcome counts, a per-task summary and the models × tasks leaderboard at each task's headline
+level; every long table (cells, comparisons, …) and figure list goes to static pages
+``pages/<table>-NNN.html`` linked from it, each as self-contained as the main page.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup
 
 from .._io import write_atomic
 from ..errors import DataError
@@ -28,7 +35,16 @@ from . import tables
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "index.html"
-OUTCOMES_NAME = "outcomes.jsonl"
+PAGES_DIR = "pages"
+#: rows of a table shown inline; a longer table goes to pages of this many rows (and the main page aggregates)
+PAGE_ROWS = 1000
+#: cells of the models × columns leaderboard on one page (the rest: more pages of models)
+PIVOT_CELLS = 10_000
+FIGURES_PER_PAGE = 40
+FIGURE_SECTIONS = (("label_efficiency", "Label-efficiency curves", "efficiency"),
+                   ("transfer", "Transfer matrices", "transfer"),
+                   ("input_attribution", "SHAP over the input", "shap-input"),
+                   ("projection", "UMAP maps", "umap"), ("cka", "CKA between models", "representation"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ANALYSIS_KINDS = ("dimension_attribution", "input_attribution", "projection", "representation", "transfer", "cka",
                   "label_efficiency", "comparison", "tasks", "skipped", "plan")
@@ -62,7 +78,38 @@ DIAGNOSTICS_JS = """(function () {
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figure:
     title: str
+    caption: str
     uri: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    """One page of a long section: ``pages/<name>``, rows ``first`` … ``first + len(rows) - 1``."""
+
+    number: int
+    name: str
+    first: int
+    label: str
+    rows: Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Section:
+    """A table (or list of figures) of the report: inline when short, else split over pages of its own.
+
+    ``macro`` names the macro of ``_tables.html.j2`` that renders rows (with ``extra`` keyword arguments),
+    so a page and the inline table are the same markup.
+    """
+
+    key: str
+    macro: str
+    title: str
+    anchor: str
+    rows: Sequence[Any]
+    unit: str = "rows"
+    page_rows: int = 0
+    pages: tuple[Page, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def data_uri(path: Path) -> str:
@@ -73,24 +120,33 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"line {n} is not JSON ({exc.msg})", path) from None
-    return out
+def _row_label(row: Any) -> str:
+    if isinstance(row, Figure):
+        return row.title
+    parts = [str(row[k]) for k in ("task", "scarcity", "model", "cell_id", "analysis") if row.get(k) is not None]
+    return " ".join(parts[:3])
 
 
-def _figures(store: Any, kind: str, key: str, title: str) -> list[Figure]:
+def section(key: str, title: str, rows: Sequence[Any], *, anchor: str, page_rows: int, macro: str | None = None,
+            unit: str = "rows", extra: Mapping[str, Any] | None = None) -> Section:
+    """``rows`` inline when there are at most ``page_rows``, else pages ``<key>-001.html`` … of ``page_rows``."""
+    pages: list[Page] = []
+    if len(rows) > page_rows:
+        for k, first in enumerate(range(0, len(rows), page_rows), start=1):
+            chunk = rows[first:first + page_rows]
+            head, tail = _row_label(chunk[0]), _row_label(chunk[-1])
+            pages.append(Page(number=k, name=f"{key}-{k:03d}.html", first=first, rows=chunk,
+                              label=head if head == tail else f"{head} … {tail}"))
+    return Section(key=key, macro=macro or key, title=title, anchor=anchor, rows=rows, unit=unit,
+                   page_rows=page_rows, pages=tuple(pages), extra=dict(extra or {}))
+
+
+def _figures(store: Any, kind: str, key: str, note: str = "") -> list[Figure]:
     figures = []
     for png in store.figures(kind, key):
+        title = f"{key} · {png.stem.split('.', 1)[-1]}"
         try:
-            figures.append(Figure(title=f"{title} · {png.stem.split('.', 1)[-1]}", uri=data_uri(png)))
+            figures.append(Figure(title=title, caption=title + note, uri=data_uri(png)))
         except DataError as exc:
             log.warning("report: %s", exc)
     return figures
@@ -118,26 +174,27 @@ def _metadata(results: Sequence[Any], meta: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
-def collect(run_dir: Path) -> dict[str, Any]:
-    """Everything the page shows, read from the run directory."""
+def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
+    """Everything the page shows, read from the run directory; sections longer than ``page_rows`` are paged."""
     from ..analysis.stage import AnalysisStore
     from ..results import RunDir
 
     run = RunDir.open(run_dir)
     results = run.results()
     meta = json.loads((run.path / "run.json").read_text()) if (run.path / "run.json").exists() else {}
-    outcomes = {o["cell_id"]: o for o in _read_jsonl(run.path / OUTCOMES_NAME) if o.get("cell_id")}
+    outcomes = run.outcomes()
     store = AnalysisStore(run.path)
     analysis = {kind: store.entries(kind) for kind in ANALYSIS_KINDS}
     comparisons = analysis["comparison"]
     rows = tables.cell_rows(results, comparisons, outcomes)
-    columns, pivot = tables.pivot(rows)
     planned = (analysis["plan"].get("cells") or {}).get("cells", [])
     skips = analysis["skipped"].values()
     cell_skips = {s["what"]: s["reason"] for s in skips if s["analysis"] == "cells"}
+    cells = tables.cell_outcomes(planned, results, outcomes, cell_skips)
     csv_tables = {
         "leaderboard": rows,
-        "skipped_cells": tables.skipped_cells(planned, results, outcomes, cell_skips),
+        "cell_outcomes": cells,
+        "skipped_cells": tables.skipped_cells(cells),
         "skipped_analyses": [{"analysis": s["analysis"], "what": s["what"], "reason": s["reason"]}
                              for s in skips if s["analysis"] != "cells"],
         "label_efficiency": tables.efficiency_rows(analysis["label_efficiency"]),
@@ -148,14 +205,46 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "representation": tables.representation_rows(analysis["representation"]),
         "cka": tables.cka_rows(analysis["cka"]),
         "comparison": tables.comparison_rows(comparisons),
+        "exclusions": tables.exclusion_rows(results),
     }
-    figures = {kind: {key: _figures(store, kind, key, key) for key in sorted(analysis[kind])}
-               for kind in ("input_attribution", "projection", "transfer", "cka", "label_efficiency")}
+    # past a page of cells the main page aggregates: each task at its headline level, every cell on pages
+    aggregated = len(rows) > page_rows
+    headline = tables.headline_rows(rows) if aggregated else rows
+    columns, pivot = tables.pivot(headline)
+    page = {"page_rows": page_rows}
+    sections = {
+        "pivot": section("pivot", "Leaderboard: models × tasks", pivot, anchor="leaderboard", unit="models",
+                         page_rows=max(10, PIVOT_CELLS // max(1, len(columns))), extra={"columns": columns}),
+        "task_summary": section("task_summary", "Per task", tables.task_rows(cells, headline), anchor="tasks",
+                                unit="tasks", **page),
+        "leaderboard": section("leaderboard", "Cells", rows, anchor="leaderboard", unit="cells", **page),
+        "skipped_cells": section("skipped_cells", "Cells without a result", csv_tables["skipped_cells"],
+                                 anchor="exclusions", unit="cells", **page),
+        **{name: section(name, title, csv_tables[name], anchor=anchor, **page) for name, title, anchor in (
+            ("label_efficiency", "Label efficiency", "efficiency"),
+            ("embedding_attribution", "SHAP over embedding dimensions", "shap-dims"),
+            ("lead_importance", "SHAP over the input: lead importance", "shap-input"),
+            ("projection", "UMAP scores", "umap"), ("representation", "Representation statistics", "representation"),
+            ("comparison", "Model comparisons", "comparison"), ("skipped_analyses", "Skipped analyses", "exclusions"),
+            ("exclusions", "Cells with records left out", "exclusions"))},
+    }
+    for kind, title, anchor in FIGURE_SECTIONS:
+        figures = [f for key in sorted(analysis[kind]) for f in _figures(store, kind, key, _figure_note(kind, key,
+                                                                                                   analysis))]
+        sections[f"figures_{kind}"] = section(f"figures_{kind}", title, figures, anchor=anchor, macro="figures",
+                                              unit="figures", page_rows=FIGURES_PER_PAGE)
     return {
-        "run_dir": run.path, "results": results, "meta": _metadata(results, meta), "columns": columns,
-        "pivot": pivot, "tables": csv_tables, "figures": figures, "analysis": analysis,
-        "n_figures": sum(len(f) for per_kind in figures.values() for f in per_kind.values()),
+        "run_dir": run.path, "results": results, "meta": _metadata(results, meta), "tables": csv_tables,
+        "sections": sections, "aggregated": aggregated, "analysis": analysis,
+        "outcome_counts": tables.outcome_counts(cells), "n_cells": len(cells),
+        "n_figures": sum(len(sections[f"figures_{kind}"].rows) for kind, _, _ in FIGURE_SECTIONS),
     }
+
+
+def _figure_note(kind: str, key: str, analysis: Mapping[str, Mapping[str, Any]]) -> str:
+    if kind == "transfer":
+        return f" · mean drop {_fmt(analysis['transfer'][key].get('mean_drop'))}"
+    return ""
 
 
 def write_tables(target: Path, csv_tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, str]:
@@ -171,44 +260,84 @@ def write_tables(target: Path, csv_tables: Mapping[str, Sequence[Mapping[str, An
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
+    """A value for the page; what it makes of numbers needs no escaping (Markup: a large page renders
+    faster), anything else stays a plain string that autoescaping escapes."""
     if value is None:
-        return "–"
+        return Markup("–")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return Markup("yes" if value else "no")
     if isinstance(value, float):
-        return "–" if value != value else f"{value:.{digits}f}"
+        return Markup("–" if value != value else f"{value:.{digits}f}")
+    if isinstance(value, int):
+        return Markup(value)
     return str(value)
 
 
-def render(context: Mapping[str, Any]) -> str:
+def _environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("ecgfm_suite.report", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
-    script_hash = base64.b64encode(hashlib.sha256(DIAGNOSTICS_JS.encode()).digest()).decode()
-    return env.get_template("report.html.j2").render(
-        **context, diagnostics_js=DIAGNOSTICS_JS, script_hash=script_hash,
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-    )
+    return env
 
 
-def html_link(run_dir_path: Path) -> str:
-    """An HTML snippet linking the run's report, for pytest-html's summary (``pytest_html_results_summary``)."""
+def render(context: Mapping[str, Any]) -> dict[str, str]:
+    """``index.html`` and every section page (``pages/<key>-NNN.html``): relative path → HTML."""
+    env = _environment()
+    common = {
+        "run_dir": context["run_dir"], "diagnostics_js": DIAGNOSTICS_JS, "report_name": REPORT_NAME,
+        "script_hash": base64.b64encode(hashlib.sha256(DIAGNOSTICS_JS.encode()).digest()).decode(),
+        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
+    page_template = env.get_template("page.html.j2")
+    out = {f"{PAGES_DIR}/{p.name}": page_template.render(**common, section=s, page=p)
+           for s in context["sections"].values() for p in s.pages}
+    out[REPORT_NAME] = env.get_template("report.html.j2").render({**context, **common})
+    return out
+
+
+def html_link(run_dir_path: Path, from_dir: Path | None = None) -> str:
+    """An HTML snippet linking the run's report, for pytest-html's summary (``pytest_html_results_summary``).
+
+    With ``from_dir`` (the folder of the page that links) the link is relative, so the two reports
+    still link when a CI job uploads them together; else it is a ``file://`` URI.
+    """
+    import os
+    from urllib.parse import quote
+
     from markupsafe import escape
 
     target = Path(run_dir_path).resolve() / REPORT_NAME
-    return f'<p>ecgfm-suite report: <a href="{escape(target.as_uri())}">{escape(str(target))}</a></p>'
+    href = target.as_uri()
+    if from_dir is not None:
+        try:
+            href = quote(Path(os.path.relpath(target, Path(from_dir).resolve())).as_posix())
+        except ValueError:  # another drive (Windows): no relative path
+            pass
+    return f'<p>ecgfm-suite report: <a href="{escape(href)}">{escape(str(target))}</a></p>'
 
 
-def write_report(run_dir_path: Path) -> Path:
-    """Write ``index.html`` and the CSV tables into the run directory; returns the page's path."""
+def write_report(run_dir_path: Path, *, page_rows: int = PAGE_ROWS) -> Path:
+    """Write ``index.html``, its pages and the CSV tables into the run directory; returns the page's path.
+
+    Pages of an earlier report of the same run that this one does not have are removed; ``index.html``
+    is written last, so it never links a page that is not there yet.
+    """
     run_dir = Path(run_dir_path)
     if not run_dir.is_dir():
         raise DataError("run directory not found", run_dir)
-    context = collect(run_dir)
+    context = collect(run_dir, page_rows=page_rows)
     csv_names = write_tables(run_dir, context["tables"])
-    html = render({**context, "csv": csv_names})
+    documents = render({**context, "csv": csv_names})
+    index = documents.pop(REPORT_NAME)
+    for name, html in documents.items():
+        write_atomic(run_dir / name, html)
+    pages = run_dir / PAGES_DIR
+    if pages.is_dir():
+        for stale in pages.glob("*.html"):
+            if f"{PAGES_DIR}/{stale.name}" not in documents:
+                stale.unlink()
     target = run_dir / REPORT_NAME
-    write_atomic(target, html)
+    write_atomic(target, index)
     return target

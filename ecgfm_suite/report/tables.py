@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..data.scarcity import parse_level
+from ..errors import SpecError
 from ..metrics import METRICS
+from ..plan import CellSpec
 
 #: top dimensions the page lists per cell and class (the CSV has all k)
 TOP_SHOWN = 8
 
 
+@functools.cache  # called per row of 100,000-cell runs, on a handful of distinct levels
 def level_order(level: str) -> tuple[int, int]:
     spec = parse_level(level)
     return (0 if spec.kind == "frac" else 1, spec.amount)
+
+
+#: a cell's test outcome, as ``outcomes.jsonl`` records it, plus two the report infers: a result without a
+#: recorded test (a merged or library-written run) and a planned cell with neither
+OUTCOMES = ("passed", "failed", "error", "skipped", "no outcome recorded", "not run")
+FAILED = ("failed", "error")
+NO_RESULT = "no result recorded (not run, or failed before writing a result)"
 
 
 def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any]],
@@ -39,6 +51,7 @@ def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any
         comparison = comparisons.get(f"{task}-{level}")
         for r in sorted(members, key=lambda r: r.model):
             outcome = outcomes.get(r.cell_id, {})
+            status = outcome.get("outcome") or "no outcome recorded"
             verdict = (comparison or {}).get("verdict", {}).get(r.model) if comparison else None
             rows.append({
                 "cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity,
@@ -47,8 +60,9 @@ def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any
                 "best": r.model == best,
                 "not_worse": None if verdict is None else not verdict["significantly_worse"],
                 "p_vs_best": None if verdict is None else verdict.get("p_value"),
-                "failing": outcome.get("outcome") == "failed" or not r.main.is_finite(),
-                "failure": outcome.get("reason") if outcome.get("outcome") == "failed"
+                "outcome": status,
+                "failing": status in FAILED or not r.main.is_finite(),
+                "failure": outcome.get("reason") if status in FAILED
                 else (None if r.main.is_finite() else "main metric is not finite"),
                 "random_init": r.random_init, "checkpoint_sha256": r.checkpoint_sha256,
                 "pretraining_overlap": ", ".join(r.pretraining_overlap),
@@ -65,20 +79,87 @@ def pivot(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], lis
     return columns, [{"model": m, "cells": [cells.get(c) for c in columns]} for m, cells in sorted(by_model.items())]
 
 
-def skipped_cells(planned: Sequence[str], results: Sequence[Any], outcomes: Mapping[str, Mapping[str, Any]],
-                  analysis_skips: Mapping[str, str]) -> list[dict[str, str]]:
-    """Planned cells without a result, with the best reason known: the test outcome, else the reason the
-    analysis stage met for the same (model, task), else "no result recorded"."""
-    ran = {r.cell_id for r in results}
-    skipped = [c for c, o in sorted(outcomes.items()) if o.get("outcome") == "skipped"]
-    ids = [c for c in dict.fromkeys([*planned, *skipped]) if c not in ran]
+def headline_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The cell rows at each task's headline level (the most training data): the aggregated leaderboard."""
+    from ..analysis.stage import headline_level
+
+    levels: dict[str, set[str]] = {}
+    for r in rows:
+        levels.setdefault(r["task"], set()).add(r["scarcity"])
+    headline = {task: headline_level(sorted(found)) for task, found in levels.items()}
+    return [r for r in rows if r["scarcity"] == headline[r["task"]]]
+
+
+def _spec(cell_id: str, result: Any, outcome: Mapping[str, Any] | None) -> tuple[str | None, ...]:
+    """(model, task, scarcity) of a cell from its result or outcome, else parsed from the id."""
+    if result is not None:
+        return result.model, result.task, result.scarcity
+    if outcome and outcome.get("task"):
+        return outcome.get("model"), outcome["task"], outcome.get("scarcity")
+    try:
+        spec = CellSpec.from_id(cell_id)
+    except SpecError:
+        return None, None, None
+    return spec.model, spec.task, spec.scarcity
+
+
+def cell_outcomes(planned: Sequence[str], results: Sequence[Any], outcomes: Mapping[str, Mapping[str, Any]],
+                  analysis_skips: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One row per cell the run knows of (planned, tested or with a result): its test outcome and why.
+
+    A cell without a result gets the best reason known: its test's (skip reason, failure or error
+    message), else the reason the analysis stage met for the same (model, task), else "no result recorded".
+    """
+    by_id = {r.cell_id: r for r in results}
     rows = []
-    for cell_id in ids:
-        model_task = cell_id.rsplit("-", 1)[0]
-        reason = (outcomes.get(cell_id, {}).get("reason") or analysis_skips.get(model_task)
-                  or "no result recorded (not run, or failed before writing a result)")
-        rows.append({"cell_id": cell_id, "reason": reason})
+    for cell_id in dict.fromkeys([*planned, *outcomes, *by_id]):
+        outcome, result = outcomes.get(cell_id), by_id.get(cell_id)
+        model, task, level = _spec(cell_id, result, outcome)
+        status = (outcome or {}).get("outcome") or ("no outcome recorded" if result else "not run")
+        reason = (outcome or {}).get("reason")
+        if not reason and result is None:
+            reason = analysis_skips.get(cell_id.rsplit("-", 1)[0]) or NO_RESULT
+        rows.append({"cell_id": cell_id, "model": model, "task": task, "scarcity": level, "outcome": status,
+                     "reason": reason, "duration_s": (outcome or {}).get("duration_s"),
+                     "result": result is not None})
+    return sorted(rows, key=lambda r: (r["task"] or "", level_order(r["scarcity"]) if r["scarcity"] else (9, 0),
+                                       r["model"] or "", r["cell_id"]))
+
+
+def outcome_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Cells per outcome, in ``OUTCOMES`` order (unknown outcomes after), zero counts left out."""
+    counts = Counter(r["outcome"] for r in rows)
+    return {o: counts[o] for o in [*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))] if counts[o]}
+
+
+def skipped_cells(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cells (rows of ``cell_outcomes``) that left no result, with their outcome and reason."""
+    return [{"cell_id": c["cell_id"], "outcome": c["outcome"], "reason": c["reason"]} for c in cells
+            if not c["result"]]
+
+
+def task_rows(cells: Sequence[Mapping[str, Any]], headline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per task: models, levels, outcome counts, and the best model at the headline level."""
+    best = {r["task"]: r for r in headline if r["best"]}
+    tasks: dict[str, list[Mapping[str, Any]]] = {}
+    for c in cells:
+        tasks.setdefault(c["task"] or "?", []).append(c)
+    rows = []
+    for task, members in sorted(tasks.items()):
+        top = best.get(task)
+        rows.append({"task": task, "models": len({c["model"] for c in members}),
+                     "levels": len({c["scarcity"] for c in members}), "cells": len(members),
+                     "outcomes": ", ".join(f"{n} {o}" for o, n in outcome_counts(members).items()),
+                     "headline": top["scarcity"] if top else None, "best_model": top["model"] if top else None,
+                     "best_value": top["value"] if top else None, "metric": top["metric"] if top else None})
     return rows
+
+
+def exclusion_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Cells that lost records: test records without an embedding, records the datasets excluded."""
+    return [{"cell_id": r.cell_id, "records_without_embedding": r.exclusions.get("records_without_embedding", 0),
+             "dataset_exclusions": r.exclusions.get("dataset_exclusions", 0)}
+            for r in results if sum(r.exclusions.values())]
 
 
 def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
