@@ -25,8 +25,27 @@ log = logging.getLogger(__name__)
 ENCODE_VERSION = 1
 
 
+#: most bytes of fitted probes a Runner keeps for the analysis stage (oldest cells dropped first: refitted)
+PROBE_MEMO_BYTES = 256 * 2**20
+
+
 class CellSkip(EcgfmError):
     """The cell cannot run here (data or weights absent, too few labels); the reason names what is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedProbe:
+    """A cell's linear probe for one seed and the training rows it was fitted on (what the analyses explain)."""
+
+    seed: int
+    train_rows: np.ndarray
+    probe: Any  # FittedProbe
+
+    @property
+    def nbytes(self) -> int:
+        estimator = self.probe.estimator
+        weights = getattr(getattr(estimator, "named_steps", {}).get("probe"), "coef_", None)
+        return int(self.train_rows.nbytes + (np.asarray(weights).nbytes * 2 if weights is not None else 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +103,8 @@ class Runner:
         self._task_skips: dict[str, str] = {}
         #: (model, dataset) → (row of key, X, records excluded while preparing)
         self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, int]] = {}
+        #: cell id → its linear probes, kept so the analysis stage explains them instead of refitting
+        self._probes: dict[str, list[SeedProbe]] = {}
         self.models = model_plans(settings)
 
     # -- data ---------------------------------------------------------------------------------
@@ -202,8 +223,8 @@ class Runner:
             prepared = prepare_records(
                 records, encoder.prepare,
                 spec_key={"model_family": encoder.spec.family, "input_spec": encoder.input_spec.to_dict()},
-                cache_dir=self.settings.cache_dir if self.settings.cache != "off" else None,
-                strict=self.settings.strict,
+                cache_dir=self.settings.local_cache_dir if self.settings.cache != "off" else None,
+                strict=self.settings.strict, workers=self.settings.read_workers,
             )
             t1 = time.perf_counter()
             X = encode_prepared(encoder, prepared.windows, prepared.offsets, desc=f"{encoder.spec.id}/{dataset_id}")
@@ -238,6 +259,20 @@ class Runner:
                     X[i] = Xd[r]
                     have[i] = True
         return X, have, info
+
+    # -- fitted probes -----------------------------------------------------------------------------------
+    def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:
+        """Keep a cell's linear probes for the analysis stage, within ``PROBE_MEMO_BYTES`` (oldest dropped)."""
+        self._probes.pop(cell_id, None)
+        self._probes[cell_id] = runs
+        total = sum(r.nbytes for kept in self._probes.values() for r in kept)
+        while total > PROBE_MEMO_BYTES and len(self._probes) > 1:
+            dropped = self._probes.pop(next(iter(self._probes)))
+            total -= sum(r.nbytes for r in dropped)
+
+    def take_probes(self, cell_id: str) -> list[SeedProbe] | None:
+        """The linear probes of a cell this runner ran (handed over once), or None: the caller refits."""
+        return self._probes.pop(cell_id, None)
 
     def release_model(self, model_id: str) -> None:
         for key in [k for k in self._embeddings if k[0] == model_id]:
@@ -302,6 +337,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     headline_scores: list[np.ndarray] = []
     params: list[dict[str, Any]] = []
     n_train_used = []
+    linear: list[SeedProbe] = []
     t1 = time.perf_counter()
     for seed in s.seeds:
         groups = np.asarray(td.groups)[idx["train"]] if td.groups is not None else None
@@ -315,10 +351,14 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
                                y_val=y[idx["val"]], scores_val=probe.predict_scores(X[idx["val"]]),
                                n_boot=s.n_boot, seed=seed)
             per_probe[kind].append(metrics)
+            if kind == "linear":
+                linear.append(SeedProbe(seed, sub, probe))
             if kind == s.probes[0]:
                 params.append({"seed": seed, **probe.params})
                 headline_scores.append(np.asarray(scores, dtype=np.float32))
     t_probe = time.perf_counter() - t1
+    if linear:
+        runner.keep_probes(cell.id, linear)
     headline, *others = s.probes
     plan = runner.models[cell.model]
     overlap = tuple(sorted(set(plan.spec.pretrained_on) & set(np.unique(td.dataset).tolist())))

@@ -84,8 +84,8 @@ def test_label_efficiency_and_comparison_skip_with_reasons(tmp_path):
 
 @pytest.mark.slow
 def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_path, analysis_cache_dir):
-    """random_cnn on LUDB LVH through the Runner: the refitted probes score the test records exactly as the
-    cell did, and each per-(model, task) analysis writes a consistent result."""
+    """random_cnn on LUDB LVH through the Runner: the analyses get the cell's own probes, a refit scores the
+    test records as the cell did, and each per-(model, task) analysis writes a consistent result."""
     from ecgfm_suite.report.figures import figures_for
     from ecgfm_suite.results import RunDir
     from ecgfm_suite.runner import Runner, run_cell
@@ -101,9 +101,15 @@ def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_
     encoder = session.encoder("random_cnn")
     out = run_cell(runner, CellSpec(model="random_cnn", task="ludb_lvh", scarcity="frac10"), encoder)
     data = session.data("random_cnn", "ludb_lvh")
-    refit = stage.probe_runs(data, "frac10")
-    np.testing.assert_allclose(np.stack([r.probe.predict_scores(data.X[data.rows("test")]) for r in refit]),
-                               out.test_scores, rtol=1e-6, atol=1e-7)
+    handed = stage.probe_runs(data, "frac10")  # the cell's own probes, handed over by the runner once
+    assert runner.take_probes("random_cnn-ludb_lvh-frac10") is None and "frac100" not in data.fitted
+    test = data.X[data.rows("test")]
+    assert np.array_equal(np.stack([r.probe.predict_scores(test) for r in handed]), out.test_scores)
+    refit = stage._refit(data, "frac10")  # what a process that did not run the cell explains
+    assert [r.seed for r in refit] == [r.seed for r in handed]
+    assert all(np.array_equal(a.train_rows, b.train_rows) for a, b in zip(refit, handed))
+    np.testing.assert_allclose(np.stack([r.probe.predict_scores(test) for r in refit]), out.test_scores,
+                               rtol=1e-6, atol=1e-7)
     assert np.array_equal(np.asarray(data.task.keys)[data.rows("test")], out.test_keys)
 
     dims = session.run_model_task("dimension_attribution", "random_cnn", "ludb_lvh")
@@ -121,3 +127,21 @@ def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_
     assert store.entries("skipped")["transfer.random_cnn-ludb_lvh"]["reason"].startswith("task ludb_lvh is not")
     assert [p.name for p in store.figures("input_attribution", "random_cnn-ludb_lvh")] == [
         "random_cnn-ludb_lvh.traces.png"]
+
+
+def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
+    """Fitted probes wait for the analysis stage in insertion order; past the cap the oldest go (refitted)."""
+    from types import SimpleNamespace
+
+    from ecgfm_suite import runner as runner_module
+
+    keeper = runner_module.Runner.__new__(runner_module.Runner)
+    keeper._probes = {}
+    run = runner_module.SeedProbe(0, np.arange(1000, dtype=np.int64), SimpleNamespace(estimator=None))
+    assert run.nbytes == 8000
+    monkeypatch.setattr(runner_module, "PROBE_MEMO_BYTES", 20_000)
+    for i in range(4):
+        keeper.keep_probes(f"cell{i}", [run])
+    assert list(keeper._probes) == ["cell2", "cell3"]
+    assert keeper.take_probes("cell0") is None and keeper.take_probes("cell3") == [run]
+    assert keeper.take_probes("cell3") is None

@@ -27,6 +27,9 @@ def _shard_run(root: Path, k: int, *, skip: tuple[str, ...] = (), seeds=(0, 1), 
     for cell in ran:
         run.append(synthetic_result(cell, seeds, rng, dataset_versions=versions, suite_version=suite))
         run.save_scores(cell.id, keys=np.array(["a", "b"]), y_test=np.array([0, 1]), scores=np.ones((2, 2)))
+        run.append_outcome({"cell_id": cell.id, "outcome": "passed", "reason": None, "worker": f"shard{k}"})
+    for cell_id in skip:
+        run.append_outcome({"cell_id": cell_id, "outcome": "skipped", "reason": f"skipped in shard {k}"})
     (run.path / "gate.json").write_text(json.dumps({"cells": {c.id: {"status": "pass"} for c in ran},
                                                     "errors": {}, "written": [f"m{k}.yml"], "update": None}))
     run.write_meta({"run_id": f"shard{k}", "seeds": list(seeds), "probes": ["linear"], "n_boot": n_boot,
@@ -50,6 +53,9 @@ def test_merging_all_shards_gives_the_whole_matrix(tmp_path):
     gate = json.loads((out.path / "gate.json").read_text())
     assert len(gate["cells"]) == 12 and sorted(gate["written"]) == ["m1.yml", "m2.yml", "m3.yml"]
     assert (tmp_path / "out" / "latest").resolve() == out.path.resolve()
+    outcomes = out.outcomes()  # every shard's test outcomes, so the merged report shows passed/skipped
+    assert sorted(outcomes) == sorted(c.id for c in CELLS)
+    assert {o["worker"] for o in outcomes.values()} == {"shard1", "shard2", "shard3"}
     with pytest.raises(SpecError, match="already holds a run"):
         merge_runs(runs, out.path)
 
@@ -60,6 +66,7 @@ def test_missing_cells_are_named(tmp_path):
     merged = merge_runs(runs, tmp_path / "m")
     assert merged.missing == (lost,)
     assert json.loads((merged.path / "run.json").read_text())["missing"] == [lost]
+    assert RunDir.open(merged.path).outcomes()[lost]["reason"] == "skipped in shard 2"
     with pytest.raises(SpecError, match=r"shard run\(s\) 2/3 not given"):
         merge_runs([runs[0], runs[2]], tmp_path / "m2")
     planned = merge_runs(runs[:1], tmp_path / "m3", plan=[c.id for c in SHARDS[0]] + ["x-y-frac1"])

@@ -38,16 +38,29 @@ def configure_numba_cache(cache_dir: Path) -> Path:
     return target
 
 
+#: package → its modules already scanned
+_SCANNED: dict[str, set[str]] = {}
+
+
 def _cache_kernels(package: str) -> None:
-    """Give every not-yet-cached numba kernel of ``package`` (imported) numba's file cache."""
+    """Give every not-yet-cached numba kernel of ``package`` (imported) numba's file cache.
+
+    Scans only modules not scanned before: the import helpers run before every explanation and
+    map, and a full scan of shap's modules costs ~10 ms each time.
+    """
+    seen = _SCANNED.setdefault(package, set())
+    new = [name for name in list(sys.modules) if (name == package or name.startswith(f"{package}."))
+           and name not in seen]
+    if not new:
+        return
+    seen.update(new)
     from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
 
-    for name, module in list(sys.modules.items()):
-        if name == package or name.startswith(f"{package}."):
-            for obj in list(vars(module).values()):
-                if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                    obj.enable_caching()
+    for name in new:
+        for obj in list(vars(sys.modules[name]).values()):
+            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                obj.enable_caching()
 
 
 def import_shap(cache_dir: Path) -> ModuleType:

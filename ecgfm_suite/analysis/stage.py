@@ -6,8 +6,9 @@ label efficiency (from the cells' results) and paired model comparison (from the
 saved test scores). Results are JSON under ``<run dir>/analysis/<kind>/<key>.json`` (keys:
 ``model-task``, ``task`` or a cell id), written atomically, so xdist workers never clash.
 
-Probes are refitted here exactly as the cell fitted them (same rows, same training subset
-for the seed, same validation selection): the run keeps test scores, not fitted probes.
+The analyses explain the cells' own linear probes, handed over in memory by the runner that ran
+the cells (the benchmark's session); a cell run elsewhere (another process, a memory cap) is
+refitted exactly as the cell fitted it (same rows, training subset and validation selection).
 Everything the report needs is in the JSON; figures are drawn by ``ecgfm_suite.report``.
 """
 
@@ -126,13 +127,6 @@ class AnalysisStore:
 
 # --------------------------------------------------------------------------- a (model, task) in memory
 
-@dataclass(frozen=True, slots=True)
-class ProbeRun:
-    seed: int
-    train_rows: np.ndarray
-    probe: Any  # FittedProbe
-
-
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ModelTaskData:
     """A task's records, one model's embeddings of them, and how its cells split and subsample them."""
@@ -148,8 +142,9 @@ class ModelTaskData:
     cache_dir: Path
     #: record → reason, for the task's records that have no embedding (prepared-set exclusions)
     excluded: Mapping[str, str] = field(default_factory=dict)
-    #: refitted probes per scarcity level, shared by the analyses of this (model, task)
-    fitted: dict[str, list[ProbeRun]] = field(default_factory=dict, repr=False)
+    #: the cells' linear probes per scarcity level (``runner.SeedProbe``), shared by the analyses of this
+    #: (model, task): handed over by the runner that ran the cells, else refitted on first use
+    fitted: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def key(self) -> str:
@@ -193,8 +188,10 @@ def load_model_task(runner: Any, encoder: Any, model: str, task_id: str, levels:
             excluded.update({e["record"]: e["reason"] for e in manifest.get("excluded", []) if e["record"] in missing})
         excluded.update({k: "no embedding (not in the prepared set)" for k in missing if k not in excluded})
     s = runner.settings
+    fitted = {level: runs for level in levels if (runs := runner.take_probes(f"{model}-{task_id}-{level}"))}
     return ModelTaskData(model=model, task=td, X=X, have=have, encoder=encoder, levels=tuple(levels),
-                         seeds=tuple(s.seeds), n_boot=s.n_boot, cache_dir=Path(s.cache_dir), excluded=excluded)
+                         seeds=tuple(s.seeds), n_boot=s.n_boot, cache_dir=s.local_cache_dir, excluded=excluded,
+                         fitted=fitted)
 
 
 def task_summary(td: Any) -> dict[str, Any]:
@@ -208,17 +205,18 @@ def task_summary(td: Any) -> dict[str, Any]:
     }
 
 
-def probe_runs(data: ModelTaskData, level: str) -> list[ProbeRun]:
-    """The cell's linear probes, one per seed, refitted exactly as ``runner.run_cell`` fits them (once per
-    level: the analyses of a (model, task) share them)."""
+def probe_runs(data: ModelTaskData, level: str) -> list[Any]:
+    """The cell's linear probes, one ``SeedProbe`` per seed: those the cell fitted when this process ran it,
+    else refitted exactly as ``runner.run_cell`` fits them (once per level: the analyses share them)."""
     if level not in data.fitted:
         data.fitted[level] = _refit(data, level)
     return data.fitted[level]
 
 
-def _refit(data: ModelTaskData, level: str) -> list[ProbeRun]:
+def _refit(data: ModelTaskData, level: str) -> list[Any]:
     from ..data.scarcity import subset
     from ..probes import fit_probe
+    from ..runner import SeedProbe
 
     train, val = data.rows("train"), data.rows("val")
     y = data.y
@@ -228,7 +226,7 @@ def _refit(data: ModelTaskData, level: str) -> list[ProbeRun]:
         sub = train[subset(y[train], level, seed, data.task_type, groups=groups)]
         probe = fit_probe("linear", data.task_type, data.X[sub], y[sub], data.X[val], y[val], seed=seed,
                           n_classes=data.n_classes)
-        runs.append(ProbeRun(seed, sub, probe))
+        runs.append(SeedProbe(seed, sub, probe))
     return runs
 
 
@@ -425,8 +423,8 @@ def projection(data: ModelTaskData, options: StageOptions) -> dict[str, Any]:
             data.X[every], source[every], seed=options.seed, max_per_source=options.separability_max_per_source)}
     return {
         "model": data.model, "task": data.task.task.id,
-        "params": {"n_neighbors": pj.N_NEIGHBORS, "min_dist": pj.MIN_DIST, "metric": "euclidean",
-                   "seed": options.seed, "fixed": True,
+        "params": {"n_neighbors": pj.N_NEIGHBORS, "min_dist": pj.MIN_DIST, "n_epochs": pj.N_EPOCHS,
+                   "metric": "euclidean", "seed": options.seed, "fixed": True,
                    "fit_on": "test embeddings, standardised with training-split statistics"},
         "scores": pj.structure_scores(X_test, Y, groups, seed=options.seed),
         "separability": separability,
