@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class CellSkip(EcgfmError):
 
 @dataclass(frozen=True, slots=True)
 class SeedProbe:
-    """A cell's linear probe for one seed and the training rows it was fitted on (what the analyses explain)."""
+    """A cell's probe for one seed and the training rows it was fitted on (the analyses explain the linear one)."""
 
     seed: int
     train_rows: np.ndarray
@@ -313,8 +313,29 @@ class CellOutput:
     test_scores: np.ndarray
 
 
+def map_seeds(fit_seed: Callable[[int], Any], seeds: Sequence[int], *, workers: int) -> list[Any]:
+    """``fit_seed`` over the seeds in seed order; on ``workers`` > 1 threads, one BLAS thread each.
+
+    Seeds are independent fits: outside pytest-xdist (which already fills the cores) they use the
+    idle cores. scikit-learn's solvers and the bootstrap kernels spend most of their time in
+    numpy/BLAS/Cython code that releases the GIL. The one-thread BLAS limit is set here, around the
+    pool, because threadpoolctl's limits are process-wide: nested per-fit limits then only ever
+    restore this one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    workers = max(1, min(workers, len(seeds)))
+    if workers == 1:
+        return [fit_seed(seed) for seed in seeds]
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fit_seed, seeds))
+
+
 def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     """Fit the cell's probes over seeds on frozen embeddings; return its CellResult and test scores."""
+    from .data.prepared import available_cores
     from .data.scarcity import subset
     from .metrics import evaluate
     from .probes import fit_probe
@@ -333,16 +354,12 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     y = np.asarray(td.y)
     task_type = td.task.type
     n_classes = len(td.classes) if task_type in ("multiclass", "multilabel") else None
-    per_probe: dict[str, list[dict[str, Any]]] = {p: [] for p in s.probes}
-    headline_scores: list[np.ndarray] = []
-    params: list[dict[str, Any]] = []
-    n_train_used = []
-    linear: list[SeedProbe] = []
-    t1 = time.perf_counter()
-    for seed in s.seeds:
-        groups = np.asarray(td.groups)[idx["train"]] if td.groups is not None else None
+    groups = np.asarray(td.groups)[idx["train"]] if td.groups is not None else None
+
+    def fit_seed(seed: int) -> list[tuple[str, SeedProbe, np.ndarray, dict[str, Any]]]:
+        """Every probe of one seed: (kind, probe on its training rows, test scores, metrics)."""
         sub = idx["train"][subset(y[idx["train"]], cell.scarcity, seed, task_type, groups=groups)]
-        n_train_used.append(len(sub))
+        fitted = []
         for kind in s.probes:
             probe = fit_probe(kind, task_type, X[sub], y[sub], X[idx["val"]], y[idx["val"]], seed=seed,
                               n_classes=n_classes)
@@ -350,12 +367,17 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
             metrics = evaluate(task_type, y[idx["test"]], scores,
                                y_val=y[idx["val"]], scores_val=probe.predict_scores(X[idx["val"]]),
                                n_boot=s.n_boot, seed=seed)
-            per_probe[kind].append(metrics)
-            if kind == "linear":
-                linear.append(SeedProbe(seed, sub, probe))
-            if kind == s.probes[0]:
-                params.append({"seed": seed, **probe.params})
-                headline_scores.append(np.asarray(scores, dtype=np.float32))
+            fitted.append((kind, SeedProbe(seed, sub, probe), scores, metrics))
+        return fitted
+
+    t1 = time.perf_counter()
+    per_seed = map_seeds(fit_seed, s.seeds, workers=1 if runner.worker_id else available_cores())
+    per_probe = {kind: [m for fitted in per_seed for k, _, _, m in fitted if k == kind] for kind in s.probes}
+    headline_runs = [(run, scores) for fitted in per_seed for k, run, scores, _ in fitted if k == s.probes[0]]
+    params = [{"seed": run.seed, **run.probe.params} for run, _ in headline_runs]
+    headline_scores = [np.asarray(scores, dtype=np.float32) for _, scores in headline_runs]
+    n_train_used = [len(run.train_rows) for run, _ in headline_runs]
+    linear = [run for fitted in per_seed for k, run, _, _ in fitted if k == "linear"]
     t_probe = time.perf_counter() - t1
     if linear:
         runner.keep_probes(cell.id, linear)
