@@ -22,7 +22,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 #: bumps when the encode path changes vectors for the same model and input
-ENCODE_VERSION = 1
+ENCODE_VERSION = 2
 
 
 #: most bytes of fitted probes a Runner keeps for the analysis stage (oldest cells dropped first: refitted)

@@ -216,10 +216,6 @@ def native_window(fs: float, target_fs: float, length: int) -> int:
 class ECGCPCEncoder(TorchEncoder):
     """ECG-CPC downstream input (2.5-s windows, resampy to 240 Hz, mV); mean over predictor tokens."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.embed_dim
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
         y, _ = select_leads(x, tuple(leads), spec.leads, spec.missing_leads)  # float32, as the official memmap
@@ -247,4 +243,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         match_state_dict(module, state, path=checkpoint, strip_prefix="ts_encoder.", drop=("head_ssl.*",))
         check_fft_nodes(module, checkpoint)
         digest = sha256_path(checkpoint)
-    return ECGCPCEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return ECGCPCEncoder(spec, module, embed_dim=module.embed_dim, checkpoint_sha256=digest, device=device)

@@ -224,10 +224,6 @@ def linear_resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
 class EcgFmEncoder(TorchEncoder):
     """ECG-FM input transforms; embedding per 5-s segment = non-zero-count mean over tokens."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.embed_dim
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         """ReorderLeads → LinearResample(500) → HandleConstantLeads('zero') → Standardize → 5-s segments.
 
@@ -285,5 +281,5 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
             rename=_LEGACY_WEIGHT_NORM,
         )
         digest = sha256_path(checkpoint)
-    return EcgFmEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return EcgFmEncoder(spec, module, embed_dim=module.embed_dim, checkpoint_sha256=digest, device=device)
 

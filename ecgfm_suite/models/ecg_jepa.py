@@ -176,10 +176,6 @@ def official_init(module: Any) -> Any:
 class ECGJEPAEncoder(TorchEncoder):
     """Official ECG-JEPA input (250 Hz FFT resampling, 8 leads, raw mV); mean over 400 tokens after LN."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.embed_dim
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
         y, _ = select_leads(x, tuple(leads), spec.leads, spec.missing_leads)
@@ -203,4 +199,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         state = state_entry(load_torch(checkpoint), "encoder", checkpoint)
         match_state_dict(module, state, path=checkpoint)
         digest = sha256_path(checkpoint)
-    return ECGJEPAEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return ECGJEPAEncoder(spec, module, embed_dim=module.embed_dim, checkpoint_sha256=digest, device=device)

@@ -127,10 +127,6 @@ def build_module(config: Mapping[str, Any]) -> Any:
 class KedEncoder(TorchEncoder):
     """MimicivDataset input (MIMIC lead order, FFT to 100 Hz, NaN → 0, mV); mean over time."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.out_channels
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         """The first 10 s at the native rate, FFT-resampled to ``int(n · 100 / fs)`` samples (5000 → 1000,
         the official ``int(n / 5)``), zero-padded when shorter than 10 s.
@@ -194,4 +190,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         checkpoint = Path(checkpoint)
         match_state_dict(module, read_state(checkpoint), path=checkpoint)
         digest = sha256_path(checkpoint)
-    return KedEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return KedEncoder(spec, module, embed_dim=module.out_channels, checkpoint_sha256=digest, device=device)

@@ -167,10 +167,6 @@ def build_module(config: Mapping[str, Any]) -> Any:
 class ECGFounderEncoder(TorchEncoder):
     """Official ECGFounder input pipeline; embedding = mean over time of the last stage."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.out_channels
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
         y, _ = select_leads(np.asarray(x), tuple(leads), spec.leads, spec.missing_leads)  # also NaN → 0
@@ -197,4 +193,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         state = state_entry(load_torch(checkpoint, safe_types=numpy_scalar_types()), "state_dict", checkpoint)
         match_state_dict(module, state, path=checkpoint, drop=("dense.*",))
         digest = sha256_path(checkpoint)
-    return ECGFounderEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return ECGFounderEncoder(spec, module, embed_dim=module.out_channels, checkpoint_sha256=digest, device=device)

@@ -106,10 +106,6 @@ def official_input(x: np.ndarray, fs: float, leads: Sequence[str], spec: InputSp
 class HuBERTECGEncoder(TorchEncoder):
     """Official HuBERT-ECG input; embedding = mean of ``last_hidden_state`` over the 93 frames."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = int(module.config.hidden_size)
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return official_input(x, fs, leads, self.input_spec)[None]
 
@@ -181,4 +177,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
     if state is not None:
         match_state_dict(module, state, path=checkpoint, drop=DROP, rename=LEGACY_WEIGHT_NORM,
                          ignore_missing=("masked_spec_embed",))
-    return HuBERTECGEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return HuBERTECGEncoder(spec, module, embed_dim=module.config.hidden_size, checkpoint_sha256=digest, device=device)

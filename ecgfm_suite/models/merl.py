@@ -89,10 +89,6 @@ def build_module(config: Mapping[str, Any]) -> Any:
 class MerlEncoder(TorchEncoder):
     """Official MERL downstream input; embedding = global average of layer4."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.out_channels
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         """MIMIC lead order, first 10 s, zero-pad short records BEFORE the min-max (as the official
         ICBEB branch pads 2500 → 5000), then one global min-max. NaN → 0 (``select_leads``; the
@@ -137,4 +133,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         checkpoint = Path(checkpoint)
         match_state_dict(module, read_state(checkpoint), path=checkpoint, drop=("linear.*",))
         digest = sha256_path(checkpoint)
-    return MerlEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return MerlEncoder(spec, module, embed_dim=module.out_channels, checkpoint_sha256=digest, device=device)

@@ -101,7 +101,6 @@ class OpenECGCodecEncoder(TorchEncoder):
     def __init__(self, spec: ModelSpec, module: Any, *, lead: str, **kwargs: Any) -> None:
         super().__init__(spec, module, **kwargs)
         self.input_spec = dataclasses.replace(spec.input_spec, leads=(lead,))
-        self.embed_dim = int(module.conv_tok.out_channels)
 
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return rank_normalise(prepare(x, fs, tuple(leads), self.input_spec))
@@ -139,4 +138,5 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
     module = build_seeded(lambda: build_module(cfg))
     if state is not None:
         match_state_dict(module, state, path=checkpoint, drop=DROP)
-    return OpenECGCodecEncoder(spec, module, lead=lead, checkpoint_sha256=digest, device=device)
+    return OpenECGCodecEncoder(spec, module, lead=lead, embed_dim=module.conv_tok.out_channels,
+                               checkpoint_sha256=digest, device=device)

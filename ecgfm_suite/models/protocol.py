@@ -30,16 +30,18 @@ class TorchEncoder:
     """Runs a torch module in inference mode, batched, bf16 autocast on CUDA.
 
     Subclasses implement ``forward_embed(tensor) -> tensor (N, D)`` (architecture forward +
-    official pooling) and may override ``prepare`` with the family's official pipeline.
+    official pooling) and may override ``prepare`` with the family's official pipeline. Loaders
+    pass ``embed_dim`` = the width of the module they built (its config may differ from the
+    catalog's); without it the spec's ``embed_dim`` holds.
     """
 
     def __init__(self, spec: ModelSpec, module: Any, *, checkpoint_sha256: str | None,
-                 device: str = "cpu", batch_size: int = 64) -> None:
+                 embed_dim: int | None = None, device: str = "cpu", batch_size: int = 64) -> None:
         import torch
 
         self.spec = spec
         self.input_spec = spec.input_spec
-        self.embed_dim = spec.embed_dim
+        self.embed_dim = spec.embed_dim if embed_dim is None else int(embed_dim)
         self.checkpoint_sha256 = checkpoint_sha256
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -56,21 +58,20 @@ class TorchEncoder:
 
         out: list[np.ndarray] = []
         i = 0
-        while i < len(batch):
-            chunk = torch.from_numpy(np.array(batch[i : i + self.batch_size], dtype=np.float32))  # own, writable copy
-            try:
-                with torch.inference_mode(), torch.autocast(
-                    "cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"
-                ):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            while i < len(batch):
+                # own, writable copy: a memmap slice is read-only and a forward may work in place on its input
+                chunk = torch.from_numpy(np.array(batch[i : i + self.batch_size], dtype=np.float32))
+                try:
                     emb = self.forward_embed(chunk.to(self.device))
-            except torch.OutOfMemoryError:
-                if self.batch_size == 1:
-                    raise
-                self.batch_size //= 2  # adapt to available memory, then retry the same chunk
-                torch.cuda.empty_cache()
-                continue
-            out.append(emb.float().cpu().numpy())
-            i += len(chunk)
+                except torch.OutOfMemoryError:
+                    if self.batch_size == 1:
+                        raise
+                    self.batch_size //= 2  # adapt to available memory, then retry the same chunk
+                    torch.cuda.empty_cache()
+                    continue
+                out.append(emb.float().cpu().numpy())
+                i += len(chunk)
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)

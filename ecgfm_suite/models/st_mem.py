@@ -206,10 +206,6 @@ def standardize(x: np.ndarray) -> np.ndarray:
 class STMEMEncoder(TorchEncoder):
     """Official ST-MEM downstream input (3 filtered, standardised 9-s crops at 250 Hz); pooled then ``norm``."""
 
-    def __init__(self, spec: ModelSpec, module: Any, **kwargs: Any) -> None:
-        super().__init__(spec, module, **kwargs)
-        self.embed_dim = module.width
-
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         spec = self.input_spec
         y, _ = select_leads(x, tuple(leads), spec.leads, spec.missing_leads)
@@ -256,4 +252,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
         match_state_dict(module, state, path=checkpoint, strip_prefix="encoder." if full else "",
                          drop=_DECODER_KEYS if full else ())
         digest = sha256_path(checkpoint)
-    return STMEMEncoder(spec, module, checkpoint_sha256=digest, device=device)
+    return STMEMEncoder(spec, module, embed_dim=module.width, checkpoint_sha256=digest, device=device)

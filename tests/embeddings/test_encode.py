@@ -1,0 +1,138 @@
+"""The batched encode path: per-record pooling, batching, read-only memmaps, the OOM retry, embed_dim."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ecgfm_suite.embeddings.encode import aggregate_windows, embed_array, encode_prepared
+from ecgfm_suite.models.catalog import MODELS
+from ecgfm_suite.models.protocol import Encoder, TorchEncoder
+
+torch = pytest.importorskip("torch")
+
+SPEC = MODELS.get("random_cnn")  # 12 leads; only its metadata is used
+WIDTH = 8
+COUNTS = (1, 3, 2, 5, 1)  # windows per record: batches of 5 cut records apart
+
+
+class ConvEncoder(TorchEncoder):
+    """A small conv + mean pooling, enough to see whether windows reach the right record."""
+
+    def forward_embed(self, x: Any) -> Any:
+        return self.module(x).mean(-1)
+
+
+def _encoder(batch_size: int = 64) -> ConvEncoder:
+    torch.manual_seed(0)
+    return ConvEncoder(SPEC, torch.nn.Conv1d(12, WIDTH, 5), embed_dim=WIDTH, checkpoint_sha256=None,
+                       batch_size=batch_size)
+
+
+def _windows() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((sum(COUNTS), 12, 200)).astype(np.float32)
+    return windows, np.concatenate([[0], np.cumsum(COUNTS)])
+
+
+def _reference(encoder: ConvEncoder, windows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One window at a time in float64, then the mean of each record's windows (no batching, no reduceat)."""
+    conv = encoder.module.double()
+    try:
+        with torch.no_grad():
+            per_window = [conv(torch.from_numpy(w[None].astype(np.float64))).mean(-1)[0].numpy() for w in windows]
+    finally:
+        encoder.module.float()
+    return np.stack([np.mean(per_window[a:b], axis=0) for a, b in zip(offsets[:-1], offsets[1:])])
+
+
+def test_encode_prepared_pools_each_records_windows_across_batch_boundaries() -> None:
+    encoder = _encoder(batch_size=2)  # encode_prepared's batches of 5 are split again into 2 + 2 + 1
+    windows, offsets = _windows()
+    out = encode_prepared(encoder, windows, offsets, batch_windows=5)
+    assert isinstance(encoder, Encoder) and out.shape == (len(COUNTS), WIDTH) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _reference(encoder, windows, offsets), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, encode_prepared(encoder, windows, offsets), rtol=1e-5, atol=1e-6)  # one batch
+
+
+def test_encode_prepared_reads_a_read_only_memmap_and_never_writes_the_callers_windows(tmp_path) -> None:
+    class InPlace(ConvEncoder):
+        def forward_embed(self, x: Any) -> Any:
+            out = super().forward_embed(x)
+            x.zero_()  # a forward that reuses its input buffer must not reach the caller's array
+            return out
+
+    windows, offsets = _windows()
+    np.save(tmp_path / "windows.npy", windows)
+    mapped = np.load(tmp_path / "windows.npy", mmap_mode="r")
+    encoder = InPlace(SPEC, _encoder().module, embed_dim=WIDTH, checkpoint_sha256=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a non-writable array
+        from_map = encode_prepared(encoder, mapped, offsets)
+    in_memory = windows.copy()
+    np.testing.assert_array_equal(encode_prepared(encoder, in_memory, offsets), from_map)
+    np.testing.assert_array_equal(in_memory, windows)
+    np.testing.assert_array_equal(np.load(tmp_path / "windows.npy"), windows)
+
+
+def test_encode_retries_a_chunk_with_half_the_batch_after_out_of_memory() -> None:
+    class Tight(ConvEncoder):
+        def forward_embed(self, x: Any) -> Any:
+            if len(x) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super().forward_embed(x)
+
+    windows, offsets = _windows()
+    encoder = Tight(SPEC, _encoder().module, embed_dim=WIDTH, checkpoint_sha256=None, batch_size=8)
+    np.testing.assert_array_equal(encoder.encode(windows), _encoder().encode(windows))
+    assert encoder.batch_size == 2
+
+
+def test_out_of_memory_at_batch_size_one_is_raised_not_retried_forever() -> None:
+    class Full(ConvEncoder):
+        def forward_embed(self, x: Any) -> Any:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    encoder = Full(SPEC, _encoder().module, embed_dim=WIDTH, checkpoint_sha256=None, batch_size=4)
+    with pytest.raises(torch.OutOfMemoryError):
+        encoder.encode(_windows()[0])
+    assert encoder.batch_size == 1
+
+
+def test_no_windows_give_an_empty_matrix_of_the_embedding_width() -> None:
+    encoder = _encoder()
+    windows, offsets = _windows()
+    assert encode_prepared(encoder, windows[:0], offsets[:1]).shape == (0, WIDTH)
+    assert encoder.encode(windows[:0]).shape == (0, WIDTH)
+
+
+def test_embed_array_prepares_each_record_then_pools_its_windows() -> None:
+    encoder = _encoder()
+    raw = np.random.default_rng(1).standard_normal((2, 12, 5000)).astype(np.float32)  # LUDB-like: 10 s at 500 Hz
+    leads = SPEC.input_spec.leads
+    prepared = [encoder.prepare(r, 500.0, leads) for r in raw]
+    expected = np.stack([encoder.encode(p).mean(axis=0) for p in prepared])
+    np.testing.assert_allclose(embed_array(encoder, raw, 500.0, leads), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_embed_dim_defaults_to_the_spec_and_a_loader_passes_the_module_width() -> None:
+    module = torch.nn.Conv1d(12, WIDTH, 5)
+    assert ConvEncoder(SPEC, module, checkpoint_sha256=None).embed_dim == SPEC.embed_dim
+    assert ConvEncoder(SPEC, module, embed_dim=WIDTH, checkpoint_sha256=None).embed_dim == WIDTH
+
+
+def test_aggregate_windows_refuses_an_unknown_pooling() -> None:
+    with pytest.raises(ValueError, match="median"):
+        aggregate_windows(np.zeros((2, 3), np.float32), np.array([0, 2]), "median")
+
+
+def test_aggregate_windows_is_each_records_mean_and_the_identity_for_single_windows() -> None:
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((sum(COUNTS), 16)).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(COUNTS)])
+    expected = np.stack([emb[a:b].astype(np.float64).mean(axis=0) for a, b in zip(offsets[:-1], offsets[1:])])
+    np.testing.assert_allclose(aggregate_windows(emb, offsets), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(aggregate_windows(emb, np.arange(len(emb) + 1)), emb)
