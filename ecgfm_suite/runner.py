@@ -318,9 +318,9 @@ def map_seeds(fit_seed: Callable[[int], Any], seeds: Sequence[int], *, workers: 
 
     Seeds are independent fits: outside pytest-xdist (which already fills the cores) they use the
     idle cores. scikit-learn's solvers and the bootstrap kernels spend most of their time in
-    numpy/BLAS/Cython code that releases the GIL. The one-thread BLAS limit is set here, around the
-    pool, because threadpoolctl's limits are process-wide: nested per-fit limits then only ever
-    restore this one.
+    numpy/BLAS/Cython code that releases the GIL. The one-thread limit is set around the pool (BLAS
+    limits are process-wide, so nested per-fit limits then only ever restore this one) and again in
+    each worker thread (an OpenMP thread count belongs to the thread that sets it).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -329,8 +329,13 @@ def map_seeds(fit_seed: Callable[[int], Any], seeds: Sequence[int], *, workers: 
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
         return [fit_seed(seed) for seed in seeds]
+
+    def limited(seed: int) -> Any:
+        with threadpool_limits(limits=1):  # OpenMP's thread count is per thread: set it in each worker too
+            return fit_seed(seed)
+
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fit_seed, seeds))
+        return list(pool.map(limited, seeds))
 
 
 def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
