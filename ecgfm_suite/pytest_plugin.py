@@ -78,8 +78,7 @@ class BenchSession:
         if self._runner is None:
             from .runner import Runner
 
-            workerinput = getattr(self.config, "workerinput", None)
-            self._runner = Runner(self.settings, worker_id=workerinput["workerid"] if workerinput else None)
+            self._runner = Runner(self.settings, worker_id=_worker_id(self.config))
         return self._runner
 
     @property
@@ -156,11 +155,10 @@ class BenchSession:
         if report.when == "teardown":
             del self._outcomes[report.nodeid]
             cell = self._cells[report.nodeid]
-            workerinput = getattr(self.config, "workerinput", None)
             self.run_dir.append_outcome({
                 "cell_id": cell.id, "model": cell.model, "task": cell.task, "scarcity": cell.scarcity,
                 **state, "duration_s": round(state["duration_s"], 3), "nodeid": report.nodeid,
-                "worker": workerinput["workerid"] if workerinput else None,
+                "worker": _worker_id(self.config),
             })
 
     def run_task_analyses(self, run: Any) -> None:
@@ -185,6 +183,12 @@ class BenchSession:
 
 
 KEY = pytest.StashKey[BenchSession]()
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    """This process's pytest-xdist worker id (``gw0``…), None on the controller or without xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else None
 
 
 def _function(nodeid: str) -> str:

@@ -105,6 +105,7 @@ class Runner:
         self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, int]] = {}
         #: cell id → its linear probes, kept so the analysis stage explains them instead of refitting
         self._probes: dict[str, list[SeedProbe]] = {}
+        self._probe_bytes = 0
         self.models = model_plans(settings)
 
     # -- data ---------------------------------------------------------------------------------
@@ -263,16 +264,18 @@ class Runner:
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:
         """Keep a cell's linear probes for the analysis stage, within ``PROBE_MEMO_BYTES`` (oldest dropped)."""
-        self._probes.pop(cell_id, None)
+        self.take_probes(cell_id)
         self._probes[cell_id] = runs
-        total = sum(r.nbytes for kept in self._probes.values() for r in kept)
-        while total > PROBE_MEMO_BYTES and len(self._probes) > 1:
-            dropped = self._probes.pop(next(iter(self._probes)))
-            total -= sum(r.nbytes for r in dropped)
+        self._probe_bytes += sum(r.nbytes for r in runs)
+        while self._probe_bytes > PROBE_MEMO_BYTES and len(self._probes) > 1:
+            self.take_probes(next(iter(self._probes)))
 
     def take_probes(self, cell_id: str) -> list[SeedProbe] | None:
         """The linear probes of a cell this runner ran (handed over once), or None: the caller refits."""
-        return self._probes.pop(cell_id, None)
+        runs = self._probes.pop(cell_id, None)
+        if runs is not None:
+            self._probe_bytes -= sum(r.nbytes for r in runs)
+        return runs
 
     def release_model(self, model_id: str) -> None:
         for key in [k for k in self._embeddings if k[0] == model_id]:

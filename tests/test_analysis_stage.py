@@ -136,7 +136,7 @@ def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
     from ecgfm_suite import runner as runner_module
 
     keeper = runner_module.Runner.__new__(runner_module.Runner)
-    keeper._probes = {}
+    keeper._probes, keeper._probe_bytes = {}, 0
     run = runner_module.SeedProbe(0, np.arange(1000, dtype=np.int64), SimpleNamespace(estimator=None))
     assert run.nbytes == 8000
     monkeypatch.setattr(runner_module, "PROBE_MEMO_BYTES", 20_000)

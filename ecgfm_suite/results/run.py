@@ -81,12 +81,7 @@ class RunDir:
         return cls(path)
 
     def append(self, result: CellResult) -> None:
-        line = json.dumps(result.to_dict(), sort_keys=True, default=str) + "\n"
-        with FileLock(str(self.results_path) + ".lock"):
-            with open(self.results_path, "a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+        _append_line(self.results_path, json.dumps(result.to_dict(), sort_keys=True, default=str))
 
     @property
     def outcomes_path(self) -> Path:
@@ -95,12 +90,7 @@ class RunDir:
     def append_outcome(self, outcome: dict[str, Any]) -> None:
         """One cell test's outcome (``cell_id``, ``outcome``, ``reason``, ``duration_s``…) as a line of
         ``outcomes.jsonl``; written by whichever process ran the test, under a lock like ``append``."""
-        line = json.dumps(outcome, sort_keys=True, default=str) + "\n"
-        with FileLock(str(self.outcomes_path) + ".lock"):
-            with open(self.outcomes_path, "a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+        _append_line(self.outcomes_path, json.dumps(outcome, sort_keys=True, default=str))
 
     def outcomes(self) -> dict[str, dict[str, Any]]:
         """Cell id → its latest test outcome (a rerun supersedes); {} when no test recorded one."""
@@ -174,6 +164,15 @@ class RunDir:
         tmp.unlink(missing_ok=True)
         os.symlink(self.path.name, tmp)
         os.replace(tmp, latest)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one JSON line, durable, under a file lock: every xdist worker appends to the same file."""
+    with FileLock(str(path) + ".lock"):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def upload_run(run: RunDir, target: str | StorePath) -> StorePath:
