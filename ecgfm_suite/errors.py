@@ -17,6 +17,10 @@ class EcgfmError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        """Keep reason and path across processes (a worker's error re-raised in the parent)."""
+        return type(self), (self.reason, self.path)
+
 
 class SpecError(EcgfmError, ValueError):
     """An invalid spec, option or configuration value."""

@@ -6,6 +6,7 @@ a cell that cannot run raises ``CellSkip`` with a reason that names the missing 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -261,6 +262,17 @@ class Runner:
                     have[i] = True
         return X, have, info
 
+    def probe_workers(self) -> int:
+        """Processes that fit a cell's seeds (this one included): one per seed up to twice the available
+        cores, or 1 on a pytest-xdist worker (the workers already fill the cores).
+
+        More processes than cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
+        3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
+        """
+        from .data.prepared import available_cores
+
+        return 1 if self.worker_id else 2 * available_cores()
+
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:
         """Keep a cell's linear probes for the analysis stage, within ``PROBE_MEMO_BYTES`` (oldest dropped)."""
@@ -316,37 +328,122 @@ class CellOutput:
     test_scores: np.ndarray
 
 
-def map_seeds(fit_seed: Callable[[int], Any], seeds: Sequence[int], *, workers: int) -> list[Any]:
-    """``fit_seed`` over the seeds in seed order; on ``workers`` > 1 threads, one BLAS thread each.
+@dataclass(frozen=True, slots=True)
+class SeedJob:
+    """Everything one seed of a cell needs, self-contained so that a worker process can run it."""
 
-    Seeds are independent fits: outside pytest-xdist (which already fills the cores) they use the
-    idle cores. scikit-learn's solvers and the bootstrap kernels spend most of their time in
-    numpy/BLAS/Cython code that releases the GIL. The one-thread limit is set around the pool (BLAS
-    limits are process-wide, so nested per-fit limits then only ever restore this one) and again in
-    each worker thread (an OpenMP thread count belongs to the thread that sets it).
+    task_type: str
+    scarcity: str
+    probes: tuple[str, ...]
+    n_classes: int | None
+    n_boot: int
+    #: task rows of the full training split, and its embeddings, labels and groups (patients)
+    train_rows: np.ndarray
+    X_train: np.ndarray
+    y_train: np.ndarray
+    groups: np.ndarray | None
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFit:
+    """One probe of one seed: the probe on its training rows, its test scores and metrics."""
+
+    kind: str
+    run: SeedProbe
+    scores: np.ndarray
+    metrics: dict[str, Any]
+
+
+def fit_seed(job: SeedJob, seed: int) -> list[SeedFit]:
+    """Draw the seed's training subset and fit, score and evaluate every probe on it, with one BLAS thread
+    (probe problems are small; the same numbers whichever process runs it)."""
+    from ._threads import one_thread
+    from .data.scarcity import subset
+    from .metrics import evaluate
+    from .probes import fit_probe
+
+    with one_thread():
+        sub = subset(job.y_train, job.scarcity, seed, job.task_type, groups=job.groups)
+        fitted = []
+        for kind in job.probes:
+            probe = fit_probe(kind, job.task_type, job.X_train[sub], job.y_train[sub], job.X_val, job.y_val,
+                              seed=seed, n_classes=job.n_classes)
+            scores = probe.predict_scores(job.X_test)
+            metrics = evaluate(job.task_type, job.y_test, scores, y_val=job.y_val,
+                               scores_val=probe.predict_scores(job.X_val), n_boot=job.n_boot, seed=seed)
+            fitted.append(SeedFit(kind, SeedProbe(seed, job.train_rows[sub], probe), scores, metrics))
+        return fitted
+
+
+def map_seeds(job: SeedJob, seeds: Sequence[int], *, workers: int) -> list[list[SeedFit]]:
+    """``fit_seed`` over the seeds, in seed order; with ``workers`` > 1, the first seed in this process and
+    the others in up to ``workers - 1`` worker processes.
+
+    Fitting a probe is mostly Python-level overhead in scikit-learn and scipy's L-BFGS on small
+    problems, so threads gain nothing under the GIL (measured: 22.8 s threaded vs 22.2 s one after
+    another for the default matrix's warm run); processes do. The pool is started once per process
+    and kept.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
-        return [fit_seed(seed) for seed in seeds]
+        return [fit_seed(job, seed) for seed in seeds]
+    from concurrent.futures.process import BrokenProcessPool
+    from functools import partial
 
-    def limited(seed: int) -> Any:
-        with threadpool_limits(limits=1):  # OpenMP's thread count is per thread: set it in each worker too
-            return fit_seed(seed)
+    try:
+        pending = _seed_pool(workers - 1).map(partial(fit_seed, job), seeds[1:])
+        first = fit_seed(job, seeds[0])
+        return [first, *pending]
+    except BrokenProcessPool:
+        log.warning("a probe worker process died; fitting this cell's seeds in this process")
+        _shutdown_seed_pool()
+        return [fit_seed(job, seed) for seed in seeds]
 
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(limited, seeds))
+
+_SEED_POOL: tuple[int, Any] | None = None
+
+
+def _seed_pool(workers: int) -> Any:
+    """The process's pool of ``workers`` probe processes, started on first use.
+
+    ``spawn``, not ``fork``: by now the parent has run torch and OpenMP code, whose thread pools do not
+    survive a fork (a forked child can hang in its first parallel region).
+    """
+    global _SEED_POOL
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _SEED_POOL is None or _SEED_POOL[0] != workers:
+        _shutdown_seed_pool()
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_seed_worker)
+        _SEED_POOL = (workers, pool)
+    return _SEED_POOL[1]
+
+
+def _shutdown_seed_pool() -> None:
+    global _SEED_POOL
+    if _SEED_POOL is not None:
+        _SEED_POOL[1].shutdown(wait=True, cancel_futures=True)
+        _SEED_POOL = None
+
+
+# shut the pool down before interpreter teardown, which would break the executor's own cleanup
+atexit.register(_shutdown_seed_pool)
+
+
+def _init_seed_worker() -> None:
+    """Import what every seed needs once, so the first cell does not pay for it twice."""
+    from . import metrics, probes  # noqa: F401
+    from .data import scarcity  # noqa: F401
 
 
 def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     """Fit the cell's probes over seeds on frozen embeddings; return its CellResult and test scores."""
-    from .data.prepared import available_cores
-    from .data.scarcity import subset
-    from .metrics import evaluate
-    from .probes import fit_probe
     from .results import CellResult, environment, git_commit
 
     s = runner.settings
@@ -362,30 +459,21 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     y = np.asarray(td.y)
     task_type = td.task.type
     n_classes = len(td.classes) if task_type in ("multiclass", "multilabel") else None
-    groups = np.asarray(td.groups)[idx["train"]] if td.groups is not None else None
 
-    def fit_seed(seed: int) -> list[tuple[str, SeedProbe, np.ndarray, dict[str, Any]]]:
-        """Every probe of one seed: (kind, probe on its training rows, test scores, metrics)."""
-        sub = idx["train"][subset(y[idx["train"]], cell.scarcity, seed, task_type, groups=groups)]
-        fitted = []
-        for kind in s.probes:
-            probe = fit_probe(kind, task_type, X[sub], y[sub], X[idx["val"]], y[idx["val"]], seed=seed,
-                              n_classes=n_classes)
-            scores = probe.predict_scores(X[idx["test"]])
-            metrics = evaluate(task_type, y[idx["test"]], scores,
-                               y_val=y[idx["val"]], scores_val=probe.predict_scores(X[idx["val"]]),
-                               n_boot=s.n_boot, seed=seed)
-            fitted.append((kind, SeedProbe(seed, sub, probe), scores, metrics))
-        return fitted
-
+    train = idx["train"]
+    job = SeedJob(task_type=task_type, scarcity=cell.scarcity, probes=tuple(s.probes), n_classes=n_classes,
+                  n_boot=s.n_boot, train_rows=train, X_train=X[train], y_train=y[train],
+                  groups=np.asarray(td.groups)[train] if td.groups is not None else None,
+                  X_val=X[idx["val"]], y_val=y[idx["val"]], X_test=X[idx["test"]], y_test=y[idx["test"]])
     t1 = time.perf_counter()
-    per_seed = map_seeds(fit_seed, s.seeds, workers=1 if runner.worker_id else available_cores())
-    per_probe = {kind: [m for fitted in per_seed for k, _, _, m in fitted if k == kind] for kind in s.probes}
-    headline_runs = [(run, scores) for fitted in per_seed for k, run, scores, _ in fitted if k == s.probes[0]]
-    params = [{"seed": run.seed, **run.probe.params} for run, _ in headline_runs]
-    headline_scores = [np.asarray(scores, dtype=np.float32) for _, scores in headline_runs]
-    n_train_used = [len(run.train_rows) for run, _ in headline_runs]
-    linear = [run for fitted in per_seed for k, run, _, _ in fitted if k == "linear"]
+    per_seed = map_seeds(job, s.seeds, workers=runner.probe_workers())
+    fits = [fit for fitted in per_seed for fit in fitted]
+    per_probe = {kind: [f.metrics for f in fits if f.kind == kind] for kind in s.probes}
+    headline_fits = [f for f in fits if f.kind == s.probes[0]]
+    params = [{"seed": f.run.seed, **f.run.probe.params} for f in headline_fits]
+    headline_scores = [np.asarray(f.scores, dtype=np.float32) for f in headline_fits]
+    n_train_used = [len(f.run.train_rows) for f in headline_fits]
+    linear = [f.run for f in fits if f.kind == "linear"]
     t_probe = time.perf_counter() - t1
     if linear:
         runner.keep_probes(cell.id, linear)

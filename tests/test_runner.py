@@ -1,51 +1,74 @@
-"""The runner's cell: seeds fitted in threads outside pytest-xdist give the results of a sequential run."""
+"""The runner's cell: seeds fitted in worker processes outside pytest-xdist give the results of a sequential run."""
 
 from __future__ import annotations
 
-import threading
+import os
+import pickle
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+import pytest
 
+from ecgfm_suite import runner as runner_module
+from ecgfm_suite.errors import DataError
 from ecgfm_suite.plan import CellSpec
-from ecgfm_suite.runner import Runner, map_seeds, run_cell
+from ecgfm_suite.runner import Runner, SeedJob, map_seeds, run_cell
 from ecgfm_suite.settings import resolve
 
 
-def _blas_threads() -> list[int]:
-    return [pool["num_threads"] for pool in threadpool_info()]
+def _job(task_type: str = "binary", n: int = 90, **overrides) -> SeedJob:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.int64)
+    third = n // 3
+    fields = dict(task_type=task_type, scarcity="frac50", probes=("linear",), n_classes=None, n_boot=20,
+                  train_rows=np.arange(third) + 100, X_train=X[:third], y_train=y[:third], groups=None,
+                  X_val=X[third:2 * third], y_val=y[third:2 * third], X_test=X[2 * third:], y_test=y[2 * third:])
+    return SeedJob(**{**fields, **overrides})
 
 
-def test_map_seeds_keeps_seed_order_uses_threads_and_restores_blas_threads():
-    before = _blas_threads()
-    seen: dict[int, tuple[str, list[int]]] = {}
-    started = threading.Barrier(2, timeout=10)
-
-    def fit(seed: int) -> int:
-        if seed < 2:
-            started.wait()  # two seeds at once, or this times out
-        seen[seed] = (threading.current_thread().name, _blas_threads())
-        return seed * 10
-
-    with threadpool_limits(limits=1):
-        limited = _blas_threads()  # what one BLAS/OpenMP thread looks like for the libraries loaded here
-    assert map_seeds(fit, [0, 1, 2, 3], workers=2) == [0, 10, 20, 30]
-    assert seen[0][0] != seen[1][0] and all(threads == limited for _, threads in seen.values())
-    assert _blas_threads() == before
-    assert map_seeds(lambda s: s + 1, [5, 6], workers=1) == [6, 7]
+def test_map_seeds_in_worker_processes_keeps_seed_order_and_sequential_numbers():
+    job = _job()
+    sequential = map_seeds(job, [3, 1, 2], workers=1)
+    pooled = map_seeds(job, [3, 1, 2], workers=3)  # the first seed here, the others in 2 worker processes
+    workers = runner_module._SEED_POOL[1]._processes
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert [fits[0].run.seed for fits in pooled] == [3, 1, 2]
+    for seq, par in zip(sequential, pooled):
+        assert seq[0].metrics == par[0].metrics
+        assert np.array_equal(seq[0].scores, par[0].scores)
+        assert np.array_equal(seq[0].run.train_rows, par[0].run.train_rows)
+        assert seq[0].run.probe.params == par[0].run.probe.params
+        assert seq[0].run.train_rows.min() >= 100  # task rows, not positions in the training split
+        assert np.array_equal(par[0].run.probe.predict_scores(job.X_test), par[0].scores)
 
 
-def test_threaded_seeds_give_the_sequential_results(data_dir, tmp_path):
+def test_an_error_in_a_worker_keeps_its_type_reason_and_path():
+    bad = _job(y_val=np.zeros(30, dtype=np.int64) + 7, n_classes=None)  # a label a binary task cannot have
+    with pytest.raises(DataError) as seq:
+        map_seeds(bad, [0, 1], workers=1)
+    with pytest.raises(DataError) as par:
+        map_seeds(bad, [0, 1], workers=2)
+    assert (par.value.reason, par.value.path) == (seq.value.reason, seq.value.path)
+
+
+def test_a_fitted_probe_survives_pickling():
+    fit = map_seeds(_job(task_type="binary"), [0], workers=1)[0][0]
+    again = pickle.loads(pickle.dumps(fit.run.probe))
+    assert again.params == fit.run.probe.params and type(again.params) is type(fit.run.probe.params)
+    assert np.array_equal(again.predict_scores(_job().X_test), fit.scores)
+
+
+def test_pooled_seeds_give_the_sequential_results(data_dir, tmp_path):
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "models": "random_cnn",
                         "tasks": "ludb_conduction", "seeds": "3", "n_boot": "50", "probes": "linear,knn"}, env={})
     cell = CellSpec(model="random_cnn", task="ludb_conduction", scarcity="frac100")
     outputs = []
-    for worker in (None, "gw0"):  # no worker id: seeds in threads; an xdist worker: one after another
+    for worker in (None, "gw0"):  # no worker id: seeds in worker processes; an xdist worker: one after another
         runner = Runner(settings, worker_id=worker)
         outputs.append(run_cell(runner, cell, runner.load_encoder("random_cnn")))
-    threaded, sequential = outputs
-    assert threaded.result.metrics == sequential.result.metrics
-    assert threaded.result.other_probes == sequential.result.other_probes
-    assert threaded.result.probe_params == sequential.result.probe_params
-    assert np.array_equal(threaded.test_scores, sequential.test_scores)
-    assert [p["seed"] for p in threaded.result.probe_params] == [0, 1, 2]
+    pooled, sequential = outputs
+    assert pooled.result.metrics == sequential.result.metrics
+    assert pooled.result.other_probes == sequential.result.other_probes
+    assert pooled.result.probe_params == sequential.result.probe_params
+    assert np.array_equal(pooled.test_scores, sequential.test_scores)
+    assert [p["seed"] for p in pooled.result.probe_params] == [0, 1, 2]

@@ -553,9 +553,9 @@ def timed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, flo
     workers on few cores, where threaded BLAS mostly contends (measured on 2 shared cores: a
     5-fold source classifier over 689 records took 18 s threaded, 0.3 s single-threaded).
     """
-    from threadpoolctl import threadpool_limits
+    from .._threads import one_thread
 
-    with threadpool_limits(limits=1):
+    with one_thread():
         t0 = time.perf_counter()
         out = func(*args, **kwargs)
         return out, time.perf_counter() - t0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -95,6 +95,12 @@ class FittedProbe:
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         object.__setattr__(self, "constant_scores", MappingProxyType(dict(self.constant_scores)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (a probe fitted in a worker process comes back to the parent); mapping proxies are not."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return _rebuild, (type(self), {**values, "params": dict(self.params),
+                                       "constant_scores": dict(self.constant_scores)})
+
     def predict_scores(self, X: Any) -> np.ndarray:
         """Scores in the layout ``metrics.evaluate`` expects.
 
@@ -114,6 +120,10 @@ class FittedProbe:
             layout = "binary" if len(self.fitted_labels) == 1 else "multilabel"
             out[:, list(self.fitted_labels)] = scores_from(self.estimator, layout, X, 2).reshape(len(X), -1)
         return out
+
+
+def _rebuild(cls: type, fields: dict[str, Any]) -> Any:
+    return cls(**fields)
 
 
 class ValidationTracker:
@@ -195,10 +205,10 @@ def _single_threaded(func: Callable[..., Any]) -> Callable[..., Any]:
     pytest-xdist workers; multi-threaded BLAS then mostly contends for cores (measured on
     2 shared cores: 7 warm-started logistic fits 8.8 s with 2 threads, 0.45 s with 1).
     """
-    from threadpoolctl import threadpool_limits
+    from .._threads import one_thread
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with threadpool_limits(limits=1):
+        with one_thread():
             return func(*args, **kwargs)
 
     return run

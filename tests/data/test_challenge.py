@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 import wfdb
@@ -220,7 +221,7 @@ def test_synthetic_nested_release_is_found_and_labelled(tmp_path: Path) -> None:
         row = rows.loc[name]
         assert row["record_id"] == f"{w.source.replace('-', '')}/{name}"
         assert (row["fs"], row["n_samples"], row["leads"]) == (w.fs, w.n_samples, ",".join(w.leads))
-        assert row["sex"] == w.sex and row["dx"] == w.dx
+        assert (pd.isna(row["sex"]) if w.sex is None else row["sex"] == w.sex) and row["dx"] == w.dx
         assert row["dx_abbrev"] == tuple(abbrev.get(c, c) for c in w.dx)
         sig = read_signal(row.to_dict())
         assert sig.data.shape == (len(w.leads), w.n_samples) and sig.fs == w.fs
