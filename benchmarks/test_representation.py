@@ -8,8 +8,9 @@ Runs after ``test_matrix.py`` (pytest orders files alphabetically) from the same
   between models, label-efficiency curves and paired model comparisons, after every model (under
   pytest-xdist they run on the controller at session end instead: a worker cannot see the others finish).
 
-A (model, task) whose cells were skipped (no data, no weights) is skipped here with the same
-reason. Results are JSON (+ PNG) under ``<run dir>/analysis/``; the report assembles them.
+Outside pytest-xdist, on several cores, the first analysis test hands every (model, task)'s analyses to
+worker processes and each test waits for its own (likewise the per-task analyses). A (model, task) whose
+cells were skipped (no data, no weights) is skipped here with the same reason. Results are JSON (+ PNG) under ``<run dir>/analysis/``; the report assembles them.
 Select with ``-m analysis``, ``-m "not analysis"`` or ``-k <analysis>``.
 """
 
@@ -30,7 +31,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = {"model_task_case", "task_case"} & set(metafunc.fixturenames)
     if not wanted:
         return
-    from ecgfm_suite.data.tasks import TASKS
 
     try:
         plan = metafunc.config.stash[KEY].runner.plan()
@@ -39,8 +39,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "model_task_case" in wanted:
         # xdist_group: with `--dist loadgroup` a model's analyses follow its cells on the same worker
         cases = [pytest.param((m, t, name), id=f"{m}-{t}-{name}", marks=pytest.mark.xdist_group(m))
-                 for m, t in stage.model_task_pairs(plan) for name in stage.PER_MODEL_TASK
-                 if name != "transfer" or stage.is_pooled(TASKS.get(t))]
+                 for m, t in stage.model_task_pairs(plan) for name in stage.pair_analyses(t)]
         metafunc.parametrize("model_task_case", cases)
     else:
         cases = [(name, t, None) for t in stage.plan_tasks(plan) for name in ("cka", "label_efficiency")]

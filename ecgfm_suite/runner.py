@@ -6,7 +6,6 @@ a cell that cannot run raises ``CellSkip`` with a reason that names the missing 
 
 from __future__ import annotations
 
-import atexit
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -262,16 +261,16 @@ class Runner:
                     have[i] = True
         return X, have, info
 
-    def probe_workers(self) -> int:
-        """Processes that fit a cell's seeds (this one included): one per seed up to twice the available
-        cores, or 1 on a pytest-xdist worker (the workers already fill the cores).
+    def pool_workers(self) -> int:
+        """Processes that share a cell's seeds or the analyses, this one included: one more than the
+        available cores, or 1 on a pytest-xdist worker (the workers already fill the cores).
 
-        More processes than cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
+        One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
         """
         from .data.prepared import available_cores
 
-        return 1 if self.worker_id else 2 * available_cores()
+        return 1 if self.worker_id else available_cores() + 1
 
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:
@@ -380,66 +379,28 @@ def fit_seed(job: SeedJob, seed: int) -> list[SeedFit]:
 
 
 def map_seeds(job: SeedJob, seeds: Sequence[int], *, workers: int) -> list[list[SeedFit]]:
-    """``fit_seed`` over the seeds, in seed order; with ``workers`` > 1, the first seed in this process and
-    the others in up to ``workers - 1`` worker processes.
+    """``fit_seed`` over the seeds, in seed order; with ``workers`` > 1 and several seeds, the first seed in
+    this process and the others on the pool of ``workers - 1`` worker processes.
 
     Fitting a probe is mostly Python-level overhead in scikit-learn and scipy's L-BFGS on small
     problems, so threads gain nothing under the GIL (measured: 22.8 s threaded vs 22.2 s one after
-    another for the default matrix's warm run); processes do. The pool is started once per process
-    and kept.
+    another for the default matrix's warm run); processes do (``ecgfm_suite._pool``).
     """
-    workers = max(1, min(workers, len(seeds)))
-    if workers == 1:
+    if workers <= 1 or len(seeds) <= 1:
         return [fit_seed(job, seed) for seed in seeds]
     from concurrent.futures.process import BrokenProcessPool
     from functools import partial
 
+    from ._pool import shutdown_pool, worker_pool
+
     try:
-        pending = _seed_pool(workers - 1).map(partial(fit_seed, job), seeds[1:])
+        pending = worker_pool(workers - 1).map(partial(fit_seed, job), seeds[1:])
         first = fit_seed(job, seeds[0])
         return [first, *pending]
     except BrokenProcessPool:
         log.warning("a probe worker process died; fitting this cell's seeds in this process")
-        _shutdown_seed_pool()
+        shutdown_pool()
         return [fit_seed(job, seed) for seed in seeds]
-
-
-_SEED_POOL: tuple[int, Any] | None = None
-
-
-def _seed_pool(workers: int) -> Any:
-    """The process's pool of ``workers`` probe processes, started on first use.
-
-    ``spawn``, not ``fork``: by now the parent has run torch and OpenMP code, whose thread pools do not
-    survive a fork (a forked child can hang in its first parallel region).
-    """
-    global _SEED_POOL
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if _SEED_POOL is None or _SEED_POOL[0] != workers:
-        _shutdown_seed_pool()
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_seed_worker)
-        _SEED_POOL = (workers, pool)
-    return _SEED_POOL[1]
-
-
-def _shutdown_seed_pool() -> None:
-    global _SEED_POOL
-    if _SEED_POOL is not None:
-        _SEED_POOL[1].shutdown(wait=True, cancel_futures=True)
-        _SEED_POOL = None
-
-
-# shut the pool down before interpreter teardown, which would break the executor's own cleanup
-atexit.register(_shutdown_seed_pool)
-
-
-def _init_seed_worker() -> None:
-    """Import what every seed needs once, so the first cell does not pay for it twice."""
-    from . import metrics, probes  # noqa: F401
-    from .data import scarcity  # noqa: F401
 
 
 def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
@@ -466,7 +427,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
                   groups=np.asarray(td.groups)[train] if td.groups is not None else None,
                   X_val=X[idx["val"]], y_val=y[idx["val"]], X_test=X[idx["test"]], y_test=y[idx["test"]])
     t1 = time.perf_counter()
-    per_seed = map_seeds(job, s.seeds, workers=runner.probe_workers())
+    per_seed = map_seeds(job, s.seeds, workers=runner.pool_workers())
     fits = [fit for fitted in per_seed for fit in fitted]
     per_probe = {kind: [f.metrics for f in fits if f.kind == kind] for kind in s.probes}
     headline_fits = [f for f in fits if f.kind == s.probes[0]]

@@ -145,3 +145,39 @@ def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
     assert list(keeper._probes) == ["cell2", "cell3"]
     assert keeper.take_probes("cell0") is None and keeper.take_probes("cell3") == [run]
     assert keeper.take_probes("cell3") is None
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_analyses_of_the_session_process(data_dir, tmp_path, analysis_cache_dir):
+    """With several cores the session hands every pair's analyses to worker processes; their payloads (timings
+    and the time-budgeted input attribution's resolution aside) equal those computed in the session's process."""
+    from ecgfm_suite.plan import CellSpec
+    from ecgfm_suite.report.figures import figures_for
+    from ecgfm_suite.results import RunDir
+    from ecgfm_suite.runner import Runner, run_cell
+    from ecgfm_suite.settings import resolve
+
+    settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
+                        "tasks": "ludb_lvh,ludb_sex", "scarcity": "frac100", "seeds": "2", "n_boot": "50"}, env={})
+    payloads = []
+    for worker in (None, "gw0"):  # no worker id: worker processes; an xdist worker: in this process
+        runner = Runner(settings, worker_id=worker)
+        run = RunDir.create(tmp_path, f"run-{worker}")
+        for task in ("ludb_lvh", "ludb_sex"):
+            run_cell(runner, CellSpec(model="random_cnn", task=task, scarcity="frac100"),
+                     runner.load_encoder("random_cnn"))
+        session = stage.StageSession(runner, run, draw=figures_for)
+        got = {}
+        for task in ("ludb_lvh", "ludb_sex"):
+            for name in stage.pair_analyses(task):
+                payload = stage.plain(session.run_model_task(name, "random_cnn", task))
+                payload.pop("seconds")
+                if name == "input_attribution":  # its resolution follows the measured time per evaluation
+                    assert all(r["additivity_error"] < 1e-5 for r in payload["records"])
+                    payload = [r["key"] for r in payload["records"]]
+                got[f"{name}/{task}"] = payload
+        assert {p.name for p in (run.path / "analysis" / "projection").glob("*.png")} == {
+            "random_cnn-ludb_lvh.map.png", "random_cnn-ludb_sex.map.png"}
+        payloads.append(got)
+    pooled, in_process = payloads
+    assert pooled == in_process

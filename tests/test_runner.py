@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from ecgfm_suite import runner as runner_module
+from ecgfm_suite import _pool
 from ecgfm_suite.errors import DataError
 from ecgfm_suite.plan import CellSpec
 from ecgfm_suite.runner import Runner, SeedJob, map_seeds, run_cell
@@ -30,7 +30,7 @@ def test_map_seeds_in_worker_processes_keeps_seed_order_and_sequential_numbers()
     job = _job()
     sequential = map_seeds(job, [3, 1, 2], workers=1)
     pooled = map_seeds(job, [3, 1, 2], workers=3)  # the first seed here, the others in 2 worker processes
-    workers = runner_module._SEED_POOL[1]._processes
+    workers = _pool._POOL[1]._processes
     assert len(workers) == 2 and os.getpid() not in workers
     assert [fits[0].run.seed for fits in pooled] == [3, 1, 2]
     for seq, par in zip(sequential, pooled):

@@ -44,7 +44,7 @@ class StageOptions:
     #: input attribution: fixed test records per class and in total, and the time budget per (model, task)
     input_records_per_class: int = 1
     input_max_records: int = 2
-    input_budget_s: float = 1.0
+    input_budget_s: float = 0.5
     #: most test records in a map (a seeded sample above it)
     map_max_records: int = 3000
     separability_max_per_source: int = 500
@@ -616,6 +616,63 @@ def analyse_task(name: str, task_id: str, level: str | None, *, run_dir: Any, st
 Draw = Callable[[str, Mapping[str, Any], Any], Mapping[str, bytes]]
 
 
+def pair_analyses(task_id: str) -> list[str]:
+    """The per-(model, task) analyses that apply to a task (transfer only to pooled tasks), in run order."""
+    from ..data.tasks import TASKS
+
+    return [name for name in PER_MODEL_TASK if name != "transfer" or is_pooled(TASKS.get(task_id))]
+
+
+@dataclass(frozen=True, slots=True)
+class PairJob:
+    """Every per-(model, task) analysis of one pair, self-contained for a worker process: the pair's data
+    without its encoder (the worker loads it when input attribution needs it)."""
+
+    data: ModelTaskData
+    settings: Any  # Settings
+    run_path: Path
+    options: StageOptions
+    draw: Draw | None
+
+
+def run_pair(job: PairJob) -> dict[str, dict[str, Any] | Exception]:
+    """Run (and store, with figures) every analysis of a pair: name → payload, or the error it raised (an
+    AnalysisSkip, or a failure that fails that analysis alone, as when it runs in the session's process)."""
+    import dataclasses
+
+    from .._threads import one_thread
+
+    data = job.data
+    store = AnalysisStore(job.run_path)
+    out: dict[str, dict[str, Any] | Exception] = {}
+    for name in pair_analyses(data.task.task.id):
+        try:
+            if name == "input_attribution" and data.encoder is None:
+                data = dataclasses.replace(data, encoder=_worker_encoder(job.settings, data.model))
+            payload, extra = analyse(name, data, store, job.options)
+            with one_thread():
+                draw_figures(job.draw, store, name, data.key, payload, extra)
+        except Exception as exc:  # noqa: BLE001 - handed to the session, which raises it for this analysis
+            out[name] = exc
+            continue
+        out[name] = payload
+    return out
+
+
+#: a worker's encoder (settings, model id, encoder): consecutive jobs of one model load it once
+_WORKER_ENCODER: tuple[Any, str, Any] | None = None
+
+
+def _worker_encoder(settings: Any, model: str) -> Any:
+    global _WORKER_ENCODER
+    if _WORKER_ENCODER is None or _WORKER_ENCODER[:2] != (settings, model):
+        from ..runner import Runner
+
+        _WORKER_ENCODER = None  # drop the previous model before loading the next
+        _WORKER_ENCODER = (settings, model, Runner(settings).load_encoder(model))
+    return _WORKER_ENCODER[2]
+
+
 def model_task_pairs(plan: Sequence[Any]) -> list[tuple[str, str]]:
     """(model, task) pairs of a plan, in plan order (grouped by model, so one encoder is loaded at a time)."""
     return list(dict.fromkeys((c.model, c.task) for c in plan))
@@ -651,6 +708,10 @@ class StageSession:
         self._encoder: tuple[str, Any] | None = None
         self._data: ModelTaskData | None = None
         self._tasks_written: set[str] = set()
+        #: (model, task) → its analyses running in worker processes (or the CellSkip that stops them)
+        self._pairs: dict[tuple[str, str], Any] = {}
+        #: (analysis, task, level) → a per-task analysis running in a worker process
+        self._task_jobs: dict[tuple[str, str, str | None], Any] = {}
 
     @property
     def plan(self) -> list[Any]:
@@ -707,20 +768,87 @@ class StageSession:
         return self._data
 
     def run_model_task(self, name: str, model: str, task: str) -> dict[str, Any]:
+        """One analysis of a pair. With several cores (and not on an xdist worker) the first call hands every
+        pair of the plan to worker processes and later calls wait for theirs; else it runs here."""
+        if self.runner.pool_workers() > 1 and name in pair_analyses(task):
+            result = self._pair_results(model, task)[name]
+            if isinstance(result, Exception):
+                raise result
+            return result
         data = self.data(model, task)
         payload, extra = analyse(name, data, self.store, self.options)
         self._draw(name, data.key, payload, extra)
         return payload
 
+    def _pair_results(self, model: str, task: str) -> dict[str, Any]:
+        from ..runner import CellSkip
+
+        if (model, task) not in self._pairs:
+            self._submit_pairs()
+        pending = self._pairs[(model, task)]
+        if isinstance(pending, CellSkip):
+            raise pending
+        return pending.result()
+
+    def _submit_pairs(self) -> None:
+        """Load each pair's data here (task data, cached embeddings, the cells' probes) and queue its
+        analyses on the worker pool, model by model."""
+        import dataclasses
+
+        from .._pool import worker_pool
+        from ..runner import CellSkip
+
+        pool = worker_pool(self.runner.pool_workers() - 1)
+        for pair in self.model_tasks():
+            if pair in self._pairs:
+                continue
+            try:
+                data = self.data(*pair)
+            except CellSkip as skip:
+                self._pairs[pair] = skip
+                continue
+            job = PairJob(dataclasses.replace(data, encoder=None), self.runner.settings, self.run_dir.path,
+                          self.options, self.draw)
+            self._pairs[pair] = pool.submit(run_pair, job)
+
     def run_task(self, name: str, task: str, level: str | None = None) -> dict[str, Any]:
+        """One per-task analysis; with several cores the first call hands every per-task analysis of the plan
+        to worker processes (once the pairs' analyses, whose stored embeddings CKA reads, are done)."""
         self._record_plan()
-        payload = analyse_task(name, task, level, run_dir=self.run_dir, store=self.store, options=self.options,
-                               n_boot=self.runner.settings.n_boot)
-        self._draw(name, task if level is None else f"{task}-{level}", payload, None)
-        return payload
+        if self.runner.pool_workers() <= 1:
+            return run_task_job(self.run_dir.path, name, task, level, self.options, self.runner.settings.n_boot,
+                                self.draw)
+        if (name, task, level) not in self._task_jobs:
+            from .._pool import worker_pool
+
+            for pending in self._pairs.values():
+                if not isinstance(pending, Exception):
+                    pending.exception()  # wait; a failure was reported by its own analysis
+            pool = worker_pool(self.runner.pool_workers() - 1)
+            targets = [(n, t, None) for t in self.tasks() for n in ("cka", "label_efficiency")]
+            targets += [("comparison", t, lv) for t, lv in self.columns()]
+            for target in [*targets, (name, task, level)]:
+                if target not in self._task_jobs:
+                    self._task_jobs[target] = pool.submit(run_task_job, self.run_dir.path, *target, self.options,
+                                                          self.runner.settings.n_boot, self.draw)
+        return self._task_jobs[(name, task, level)].result()
 
     def _draw(self, kind: str, key: str, payload: Mapping[str, Any], extra: Any) -> None:
         draw_figures(self.draw, self.store, kind, key, payload, extra)
+
+
+def run_task_job(run_path: Path, name: str, task: str, level: str | None, options: StageOptions, n_boot: int,
+                 draw: Draw | None) -> dict[str, Any]:
+    """A per-task analysis of the run at ``run_path``, stored with its figures (in any process)."""
+    from .._threads import one_thread
+    from ..results import RunDir
+
+    run_dir = RunDir.open(run_path)
+    store = AnalysisStore(run_path)
+    payload = analyse_task(name, task, level, run_dir=run_dir, store=store, options=options, n_boot=n_boot)
+    with one_thread():
+        draw_figures(draw, store, name, task if level is None else f"{task}-{level}", payload)
+    return payload
 
 
 def draw_figures(draw: Draw | None, store: AnalysisStore, kind: str, key: str, payload: Mapping[str, Any],
