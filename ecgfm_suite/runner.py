@@ -262,15 +262,17 @@ class Runner:
         return X, have, info
 
     def pool_workers(self) -> int:
-        """Processes that share a cell's seeds or the analyses, this one included: one more than the
-        available cores, or 1 on a pytest-xdist worker (the workers already fill the cores).
+        """Processes that share a cell's seeds or the analyses, this one included: ``--ecgfm-workers``, by
+        default one more than the available cores; 1 on a pytest-xdist worker (the workers fill the cores).
 
         One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
         """
         from .data.prepared import available_cores
 
-        return 1 if self.worker_id else available_cores() + 1
+        if self.worker_id:
+            return 1
+        return self.settings.workers or available_cores() + 1
 
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:

@@ -54,6 +54,11 @@ def _seeds(value: str) -> tuple[int, ...]:
     return tuple(range(n))
 
 
+def _workers(value: str) -> int | None:
+    """``auto`` → None (decided from the cores); else a positive count."""
+    return None if value.strip().lower() == "auto" else _positive_int(value)
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
@@ -146,6 +151,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("read-workers", "read_workers", "ECGFM_READ_WORKERS", "1", _positive_int,
            "processes reading records while the main process preprocesses them (capped at the available "
            "cores); more helps only where cores are idle: on 2 busy cores one process was fastest"),
+    Option("workers", "workers", "ECGFM_WORKERS", "auto", _workers,
+           "processes that fit a cell's seeds and run the analyses, this one included: auto = the available "
+           "cores + 1 (1 on a pytest-xdist worker), 1 = everything in the pytest process; worker processes are "
+           "spawned, so a script that calls the library needs the usual `if __name__ == \"__main__\":` guard"),
     Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
            "torch device: auto picks CUDA when present, else CPU"),
     Option("cache", "cache", "ECGFM_CACHE", "use", _choice("use", "refresh", "off"),
@@ -197,6 +206,8 @@ class Settings:
     shard: tuple[int, int] | None = None
     shard_as_of: dt.datetime | None = None
     read_workers: int = 1
+    #: processes for probe seeds and analyses (None: the available cores + 1)
+    workers: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -72,3 +72,17 @@ def test_pooled_seeds_give_the_sequential_results(data_dir, tmp_path):
     assert pooled.result.probe_params == sequential.result.probe_params
     assert np.array_equal(pooled.test_scores, sequential.test_scores)
     assert [p["seed"] for p in pooled.result.probe_params] == [0, 1, 2]
+
+
+def test_workers_option_sets_the_processes_and_xdist_workers_keep_one(monkeypatch):
+    from ecgfm_suite.data import prepared
+    from ecgfm_suite.errors import SpecError
+
+    monkeypatch.setattr(prepared, "available_cores", lambda: 4)
+    assert Runner(resolve({}, env={})).pool_workers() == 5  # auto: the cores + 1
+    assert Runner(resolve({}, env={"ECGFM_WORKERS": "auto"})).pool_workers() == 5
+    assert Runner(resolve({"workers": "1"}, env={})).pool_workers() == 1
+    assert Runner(resolve({}, env={"ECGFM_WORKERS": "3"})).pool_workers() == 3
+    assert Runner(resolve({"workers": "3"}, env={}), worker_id="gw1").pool_workers() == 1
+    with pytest.raises(SpecError, match="positive integer"):
+        resolve({"workers": "0"}, env={})
