@@ -409,3 +409,20 @@ def test_point_estimate_matches_evaluate():
     assert point_estimate("auroc", "multilabel", y, s) == evaluate("multilabel", y, s, n_boot=2)["auroc"].value
     with pytest.raises(SpecError, match="thresholded"):
         point_estimate("f1", "multilabel", y, s)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 60))
+def test_a_single_weight_row_sums_groups_as_the_resampled_path_does(seed, n):
+    """The point-estimate shortcut of ``score_groups`` (one weight row: bincounts) gives bit for bit what the
+    sparse product of the bootstrap path gives for that row, ties and boolean labels included."""
+    from ecgfm_suite.metrics import kernels
+
+    rng = np.random.default_rng(seed)
+    pos = rng.random(n) < 0.4
+    score = rng.integers(0, max(2, n // 3), n) / 7.0  # many ties
+    W = rng.integers(0, 4, (2, n)).astype(np.float64)
+    single = kernels.score_groups(pos, score, W[:1])
+    both = kernels.score_groups(pos, score, W)
+    for one, many in zip(single, both):
+        assert one.shape == (1, many.shape[1]) and np.array_equal(one[0], many[0])

@@ -21,8 +21,13 @@ def score_groups(pos: np.ndarray, score: np.ndarray, W: np.ndarray) -> tuple[np.
     """
     distinct, group = np.unique(score, return_inverse=True)
     n_groups = len(distinct)
+    group = group.reshape(-1)
+    if len(W) == 1:  # a point estimate (probes' validation walk): two bincounts, no sparse product
+        positive = np.asarray(pos, dtype=bool)
+        return (np.bincount(group, weights=np.where(positive, W[0], 0.0), minlength=n_groups)[None],
+                np.bincount(group, weights=np.where(positive, 0.0, W[0]), minlength=n_groups)[None])
     indicator = sparse.csr_matrix(
-        (np.ones(len(score)), (2 * group.reshape(-1) + pos, np.arange(len(score)))), shape=(2 * n_groups, len(score))
+        (np.ones(len(score)), (2 * group + pos, np.arange(len(score)))), shape=(2 * n_groups, len(score))
     )
     sums = np.asarray((indicator @ W.T).T)
     return sums[:, 1::2], sums[:, 0::2]

@@ -8,6 +8,7 @@ reader of ``s3://…/<run-id>/`` sees a run only once it is complete (``fetch_ru
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -31,7 +32,10 @@ from .cell import CellResult
 RUN_META = "run.json"
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(cwd: Path | None = None) -> str | None:
+    """HEAD of the suite's checkout, once per process (the code that runs is the code imported; every cell
+    asked again through a subprocess)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=5)
