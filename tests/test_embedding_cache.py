@@ -2,6 +2,7 @@ import json
 import multiprocessing as mp
 
 import numpy as np
+import pytest
 
 from ecgfm_suite.embeddings.cache import EmbeddingCache
 
@@ -85,3 +86,25 @@ def test_two_processes_fill_an_entry_once(tmp_path):
     for p in procs:
         p.join(60)
     assert sorted(out.get() for _ in procs) == [0, 1]
+
+
+def test_object_store_locks_live_in_a_private_per_user_folder(tmp_path, monkeypatch):
+    """Lock files of URL entries sit in <tmp>/ecgfm-suite-locks-<uid> (0700): another user's folder of the old
+    shared name cannot block this user, and a folder of this name owned by someone else is refused."""
+    import os
+    import stat
+    import tempfile
+
+    from ecgfm_suite.embeddings import cache as cache_module
+    from ecgfm_suite.errors import CacheError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    locks = cache_module.url_lock_dir()
+    assert locks == tmp_path / f"ecgfm-suite-locks-{os.getuid()}"
+    assert stat.S_IMODE(locks.stat().st_mode) == 0o700
+    assert cache_module.url_lock_dir() == locks  # reused
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # as if the folder were another user's
+    (tmp_path / f"ecgfm-suite-locks-{real_uid + 1}").mkdir()
+    with pytest.raises(CacheError, match="another user"):
+        cache_module.url_lock_dir()

@@ -55,6 +55,18 @@ class CachedEmbeddings:
     hit: bool
 
 
+def url_lock_dir() -> Path:
+    """``<tmp>/ecgfm-suite-locks-<user>/`` (mode 0700): lock files of object-store entries on this machine."""
+    import getpass
+
+    user = str(os.getuid()) if hasattr(os, "getuid") else getpass.getuser()
+    locks = Path(tempfile.gettempdir()) / f"ecgfm-suite-locks-{user}"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    if hasattr(os, "getuid") and locks.stat().st_uid != os.getuid():
+        raise CacheError("lock folder belongs to another user; remove it or set TMPDIR", locks)
+    return locks
+
+
 class EmbeddingCache:
     def __init__(self, root: str | os.PathLike[str] | StorePath, mode: CacheMode = "use") -> None:
         self.root: Path | StorePath = location(root) / "embeddings"
@@ -126,11 +138,10 @@ class EmbeddingCache:
 
     @staticmethod
     def _lock(entry: Path | StorePath) -> contextlib.AbstractContextManager[Any]:
-        """One lock per entry for the processes of this machine (beside a local entry, in tmp for a URL)."""
+        """One lock per entry for the processes of this machine (beside a local entry; for a URL in a
+        private per-user folder of tmp, which another user's folder of the same name cannot block)."""
         if isinstance(entry, StorePath):
-            locks = Path(tempfile.gettempdir()) / "ecgfm-suite-locks"
-            locks.mkdir(exist_ok=True)
-            return FileLock(str(locks / f"{hashlib.sha256(entry.url.encode()).hexdigest()[:32]}.lock"))
+            return FileLock(str(url_lock_dir() / f"{hashlib.sha256(entry.url.encode()).hexdigest()[:32]}.lock"))
         entry.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(entry) + ".lock")
 
