@@ -29,7 +29,7 @@ import pytest
 
 from ecgfm_suite.analysis import stage
 from ecgfm_suite.pytest_plugin import KEY
-from ecgfm_suite.runner import CellSkip, Runner, run_cell
+from ecgfm_suite.runner import CellSkip, Runner, run_matrix
 
 pytestmark = pytest.mark.slow
 
@@ -54,20 +54,13 @@ def cold_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     runner = Runner(settings)
     run = RunDir.create(scratch, "bench")
     t0 = time.perf_counter()
-    ran, encoders = 0, {}
-    for cell in runner.plan():
-        try:
-            if cell.model not in encoders:
-                encoders.clear()
-                encoders[cell.model] = runner.load_encoder(cell.model)
-            out = run_cell(runner, cell, encoders[cell.model])
-        except CellSkip:
-            continue
-        run.save_scores(cell.id, keys=out.test_keys, y_test=out.y_test, scores=out.test_scores)
+
+    def save(out) -> None:
+        run.save_scores(out.result.cell_id, keys=out.test_keys, y_test=out.y_test, scores=out.test_scores)
         run.append(out.result)
-        ran += 1
+
+    ran = run_matrix(runner, save)
     cold_s = time.perf_counter() - t0
-    encoders.clear()
     assert ran > 0, "no cell of the selected matrix could run"
     # untimed: loads (or, on a first-ever run, compiles into the persistent cache) umap-learn's kernels
     t1 = time.perf_counter()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ecgfm_suite.pytest_plugin import KEY
-from ecgfm_suite.runner import CellSkip, Runner, run_cell
+from ecgfm_suite.runner import Runner, run_matrix
 
 pytestmark = pytest.mark.slow
 
@@ -24,17 +24,7 @@ TARGET_WARM_RATIO = 0.10
 def _run_matrix(settings) -> tuple[float, int]:
     runner = Runner(settings)
     t0 = time.perf_counter()
-    ran = 0
-    encoders: dict[str, object] = {}
-    for cell in runner.plan():
-        try:
-            if cell.model not in encoders:
-                encoders.clear()
-                encoders[cell.model] = runner.load_encoder(cell.model)
-            run_cell(runner, cell, encoders[cell.model])
-            ran += 1
-        except CellSkip:
-            continue
+    ran = run_matrix(runner)
     return time.perf_counter() - t0, ran
 
 

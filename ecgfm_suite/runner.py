@@ -458,3 +458,21 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
         pretraining_overlap=overlap, environment=environment(), git_commit=git_commit(),
     )
     return CellOutput(result, np.asarray(td.keys)[idx["test"]], y[idx["test"]], np.stack(headline_scores))
+
+
+def run_matrix(runner: Runner, on_output: Callable[[CellOutput], None] | None = None) -> int:
+    """Run every cell of the runner's plan without pytest, one model loaded at a time; skipped cells
+    (``CellSkip``) are passed over. ``on_output`` sees each cell's output. Returns the cells that ran."""
+    ran, encoders = 0, {}
+    for cell in runner.plan():
+        try:
+            if cell.model not in encoders:
+                encoders.clear()  # release the previous model first
+                encoders[cell.model] = runner.load_encoder(cell.model)
+            out = run_cell(runner, cell, encoders[cell.model])
+        except CellSkip:
+            continue
+        if on_output is not None:
+            on_output(out)
+        ran += 1
+    return ran
