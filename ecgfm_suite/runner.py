@@ -263,7 +263,8 @@ class Runner:
 
     def pool_workers(self) -> int:
         """Processes that share a cell's seeds or the analyses, this one included: ``--ecgfm-workers``, by
-        default one more than the available cores; 1 on a pytest-xdist worker (the workers fill the cores).
+        default one more than the available cores (1 on one core, where a pool only adds its start-up);
+        1 on a pytest-xdist worker (the workers fill the cores).
 
         One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
@@ -272,7 +273,8 @@ class Runner:
 
         if self.worker_id:
             return 1
-        return self.settings.workers or available_cores() + 1
+        cores = available_cores()
+        return self.settings.workers or (cores + 1 if cores > 1 else 1)
 
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:

@@ -153,7 +153,7 @@ OPTIONS: tuple[Option, ...] = (
            "cores); more helps only where cores are idle: on 2 busy cores one process was fastest"),
     Option("workers", "workers", "ECGFM_WORKERS", "auto", _workers,
            "processes that fit a cell's seeds and run the analyses, this one included: auto = the available "
-           "cores + 1 (1 on a pytest-xdist worker), 1 = everything in the pytest process; worker processes are "
+           "cores + 1 (1 on one core or on a pytest-xdist worker), 1 = everything in the pytest process; worker processes are "
            "spawned, so a script that calls the library needs the usual `if __name__ == \"__main__\":` guard"),
     Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
            "torch device: auto picks CUDA when present, else CPU"),

@@ -86,6 +86,8 @@ def test_workers_option_sets_the_processes_and_xdist_workers_keep_one(monkeypatc
     assert Runner(resolve({"workers": "3"}, env={}), worker_id="gw1").pool_workers() == 1
     with pytest.raises(SpecError, match="positive integer"):
         resolve({"workers": "0"}, env={})
+    monkeypatch.setattr(prepared, "available_cores", lambda: 1)
+    assert Runner(resolve({}, env={})).pool_workers() == 1  # one core: no pool
 
 
 def test_run_matrix_runs_the_plan_without_pytest_and_passes_over_skipped_cells(data_dir, tmp_path):
