@@ -10,7 +10,8 @@ Runs after ``test_matrix.py`` (pytest orders files alphabetically) from the same
 
 Outside pytest-xdist, on several cores, the first analysis test hands every (model, task)'s analyses to
 worker processes and each test waits for its own (likewise the per-task analyses). A (model, task) whose
-cells were skipped (no data, no weights) is skipped here with the same reason. Results are JSON (+ PNG) under ``<run dir>/analysis/``; the report assembles them.
+cells were skipped (no data, no weights) is skipped here with the same reason. Results are JSON (+ PNG)
+under ``<run dir>/analysis/``; the report assembles them.
 Select with ``-m analysis``, ``-m "not analysis"`` or ``-k <analysis>``.
 """
 

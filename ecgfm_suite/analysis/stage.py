@@ -795,10 +795,9 @@ class StageSession:
         analyses on the worker pool, model by model."""
         import dataclasses
 
-        from .._pool import worker_pool
         from ..runner import CellSkip
 
-        pool = worker_pool(self.runner.pool_workers() - 1)
+        pool = self._worker_pool()
         for pair in self.model_tasks():
             if pair in self._pairs:
                 continue
@@ -819,12 +818,10 @@ class StageSession:
             return run_task_job(self.run_dir.path, name, task, level, self.options, self.runner.settings.n_boot,
                                 self.draw)
         if (name, task, level) not in self._task_jobs:
-            from .._pool import worker_pool
-
             for pending in self._pairs.values():
                 if not isinstance(pending, Exception):
                     pending.exception()  # wait; a failure was reported by its own analysis
-            pool = worker_pool(self.runner.pool_workers() - 1)
+            pool = self._worker_pool()
             targets = [(n, t, None) for t in self.tasks() for n in ("cka", "label_efficiency")]
             targets += [("comparison", t, lv) for t, lv in self.columns()]
             for target in [*targets, (name, task, level)]:
@@ -832,6 +829,12 @@ class StageSession:
                     self._task_jobs[target] = pool.submit(run_task_job, self.run_dir.path, *target, self.options,
                                                           self.runner.settings.n_boot, self.draw)
         return self._task_jobs[(name, task, level)].result()
+
+    def _worker_pool(self) -> Any:
+        """The pool the cells' seeds use too (the session's process is the remaining worker)."""
+        from .._pool import worker_pool
+
+        return worker_pool(self.runner.pool_workers() - 1)
 
     def _draw(self, kind: str, key: str, payload: Mapping[str, Any], extra: Any) -> None:
         draw_figures(self.draw, self.store, kind, key, payload, extra)

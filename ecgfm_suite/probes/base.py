@@ -122,8 +122,8 @@ class FittedProbe:
         return out
 
 
-def _rebuild(cls: type, fields: dict[str, Any]) -> Any:
-    return cls(**fields)
+def _rebuild(cls: type, values: dict[str, Any]) -> Any:
+    return cls(**values)
 
 
 class ValidationTracker:
