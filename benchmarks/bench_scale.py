@@ -6,8 +6,11 @@ numbers, nothing encoded). Seeds live inside a cell here (a cell fits every seed
 50 models × 40 tasks × 10 levels × 5 seeds is 20,000 cells; the 100,000-cell matrix (250 models × 40 tasks
 × 10 levels) is the harder case of 100,000 test items. Measured:
 
-- ``test_bench_collect``: a real ``pytest --collect-only -q`` subprocess over a module that parametrizes the
-  cells exactly as the plugin's ``pytest_generate_tests`` does (ids, ``xdist_group`` marks, session scope).
+- ``test_bench_collect``: a real ``pytest --collect-only -q`` subprocess with the ecgfm plugin loaded as users
+  load it (entry point): its ``pytest_generate_tests`` parametrizes ``test_cell(ecgfm_cell, ecgfm_model)`` (ids,
+  ``xdist_group`` marks, session scope), its item hooks record the cells and, with ``--ecgfm-shard 1/20``, it
+  plans the cost-balanced split and deselects the other shards' cells. Only the planner's answer is replaced
+  (a conftest hands the session's ``Runner`` the synthetic matrix and record counts instead of scanning data).
   Target: 100,000 cells under 30 s on 2 cores.
 - ``test_bench_shard_plan``: ``assign_shards`` into 20 shards (the cost-balanced split every CI job computes).
 - ``test_bench_merge``: ``merge_runs`` over 20 shard run directories (results.jsonl + run.json), writing
@@ -30,7 +33,7 @@ import numpy as np
 import pytest
 
 from ecgfm_suite.results.merge import merge_runs
-from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
+from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_record_counts, synthetic_result
 from ecgfm_suite.shard import assign_shards, shard_digest
 
 pytestmark = pytest.mark.slow
@@ -42,22 +45,22 @@ N_SHARDS = 20
 COLLECT_TARGET_S = 30.0
 MERGE_TARGET_S = 60.0
 
-COLLECT_MODULE = '''
+#: the synthetic planner: the plugin's own session, whose Runner answers with the synthetic matrix
+COLLECT_CONFTEST = '''
 import pytest
-from ecgfm_suite.results.synthetic import synthetic_matrix
+from ecgfm_suite.pytest_plugin import KEY
+from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_record_counts
 
-def pytest_generate_tests(metafunc):
-    if "cell" in metafunc.fixturenames:  # as ecgfm_suite.pytest_plugin.pytest_generate_tests
-        cells = synthetic_matrix({models}, {tasks}, {levels})
-        metafunc.parametrize(["model", "cell"],
-                             [pytest.param(c.model, c, id=c.id, marks=pytest.mark.xdist_group(c.model)) for c in cells],
-                             indirect=["model"], scope="session")
 
-@pytest.fixture(scope="session")
-def model(request):
-    return request.param
+@pytest.hookimpl(trylast=True)  # after the plugin's pytest_configure has made its session
+def pytest_configure(config):
+    runner = config.stash[KEY].runner
+    runner.plan = lambda: synthetic_matrix({models}, {tasks}, {levels})
+    runner.record_counts = synthetic_record_counts
+'''
 
-def test_cell(cell, model):
+COLLECT_MODULE = '''
+def test_cell(ecgfm_cell, ecgfm_model):
     pass
 '''
 
@@ -66,13 +69,17 @@ def _cells(n: int):
     return synthetic_matrix(*SIZES[n])
 
 
+@pytest.mark.parametrize("shard", [None, f"1/{N_SHARDS}"], ids=["all", "shard"])
 @pytest.mark.parametrize("n", list(SIZES))
-def test_bench_collect(benchmark, tmp_path, n):
+def test_bench_collect(benchmark, tmp_path, n, shard):
     models, tasks, levels = SIZES[n]
-    (tmp_path / "test_synthetic.py").write_text(COLLECT_MODULE.format(models=models, tasks=tasks, levels=levels))
+    (tmp_path / "conftest.py").write_text(COLLECT_CONFTEST.format(models=models, tasks=tasks, levels=levels))
+    (tmp_path / "test_synthetic.py").write_text(COLLECT_MODULE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-           "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(tmp_path / "test_synthetic.py")]
+           "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"),
+           "--ecgfm-cache-dir", str(tmp_path / "cache"), "--ecgfm-reports-dir", str(tmp_path / "reports"),
+           *(["--ecgfm-shard", shard] if shard else []), str(tmp_path / "test_synthetic.py")]
 
     def collect() -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
@@ -80,9 +87,14 @@ def test_bench_collect(benchmark, tmp_path, n):
         return out.stdout
 
     stdout = benchmark.pedantic(collect, rounds=1, iterations=1)
-    assert sum("::test_cell[" in line for line in stdout.splitlines()) == n
+    collected = [line.split("[", 1)[1].rstrip("]") for line in stdout.splitlines() if "::test_cell[" in line]
+    expected = _cells(n)
+    if shard:  # the plugin's split (no recorded encode rates in the empty cache: cost = record count)
+        records = synthetic_record_counts(sorted({c.task for c in expected}))
+        expected = assign_shards(expected, N_SHARDS, lambda c: records[c.task])[0]
+    assert collected == [c.id for c in expected]
     seconds = benchmark.stats.stats.max
-    benchmark.extra_info.update(cells=n, collect_s=seconds)
+    benchmark.extra_info.update(cells=n, shard=shard, collected=len(collected), collect_s=seconds)
     assert seconds < COLLECT_TARGET_S
 
 
@@ -90,7 +102,7 @@ def test_bench_collect(benchmark, tmp_path, n):
 def test_bench_shard_plan(benchmark, n):
     cells = _cells(n)
     rates = {f"model{m:03d}": 1.0 + m % 7 for m in range(SIZES[n][0])}
-    records = {f"task{t:03d}": 100 * (1 + t % 5) for t in range(SIZES[n][1])}
+    records = synthetic_record_counts(sorted({c.task for c in cells}))
 
     def cost(c):
         return rates[c.model] * records[c.task]

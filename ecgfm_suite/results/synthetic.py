@@ -38,3 +38,8 @@ def synthetic_result(cell: CellSpec, seeds: Sequence[int], rng: np.random.Genera
         probe_params=tuple({"seed": s, "C": 1.0} for s in seeds), n_train=100, n_val=20, n_test=40,
         classes=("neg", "pos"), main_metric="auroc", metrics={"auroc": auroc}, **extra,
     )
+
+
+def synthetic_record_counts(task_ids: Sequence[str]) -> dict[str, int]:
+    """Made-up record counts of ``synthetic_matrix``'s tasks (100 to 500), the shard planner's cost input."""
+    return {t: 100 * (1 + int(t.removeprefix("task")) % 5) for t in task_ids}
