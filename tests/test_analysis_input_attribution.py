@@ -75,3 +75,18 @@ def test_additive_model_gets_its_exact_shapley_values(analysis_cache_dir):
 def test_lead_importance_needs_attributions():
     with pytest.raises(DataError):
         ia.lead_importance([], LEADS, ["x"])
+
+
+def test_shap_kernels_get_the_disk_cache_except_those_taking_a_jitted_function(analysis_cache_dir):
+    """The masked-model kernels take shap's ``link`` dispatcher: cached, they would add an entry per process."""
+    import sys
+
+    from numba.core.caching import NullCache
+
+    from ecgfm_suite.analysis._jit_cache import import_shap
+
+    import_shap(analysis_cache_dir)
+    masked_model = sys.modules["shap.utils._masked_model"]
+    assert isinstance(masked_model._build_fixed_multi_output._cache, NullCache)
+    assert isinstance(masked_model._build_fixed_single_output._cache, NullCache)
+    assert not isinstance(masked_model._init_masks._cache, NullCache)
