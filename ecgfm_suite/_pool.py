@@ -12,9 +12,32 @@ re-imports what it needs once (about 1 s).
 from __future__ import annotations
 
 import atexit
+import functools
+import logging
 from concurrent.futures import ProcessPoolExecutor
 
+log = logging.getLogger(__name__)
+
 _POOL: tuple[int, ProcessPoolExecutor] | None = None
+
+
+@functools.cache
+def pool_unavailable() -> str | None:
+    """Why this process cannot run a pool (None when it can), asked once and warned about once.
+
+    A pool's queues need POSIX semaphores, which some sandboxes and containers lack (no writable
+    ``/dev/shm``); there the suite runs everything in its own process instead of failing.
+    """
+    import multiprocessing
+
+    try:
+        multiprocessing.get_context("spawn").Lock()
+    except (ImportError, NotImplementedError, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("cannot start worker processes (%s); fitting and analysing in this process, as with "
+                    "--ecgfm-workers 1", reason)
+        return reason
+    return None
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

@@ -264,17 +264,19 @@ class Runner:
     def pool_workers(self) -> int:
         """Processes that share a cell's seeds or the analyses, this one included: ``--ecgfm-workers``, by
         default one more than the available cores (1 on one core, where a pool only adds its start-up);
-        1 on a pytest-xdist worker (the workers fill the cores).
+        1 on a pytest-xdist worker (the workers fill the cores) and where no pool can start (``pool_unavailable``).
 
         One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
         """
+        from ._pool import pool_unavailable
         from .data.prepared import available_cores
 
         if self.worker_id:
             return 1
         cores = available_cores()
-        return self.settings.workers or (cores + 1 if cores > 1 else 1)
+        workers = self.settings.workers or (cores + 1 if cores > 1 else 1)
+        return 1 if workers > 1 and pool_unavailable() else workers
 
     # -- fitted probes -----------------------------------------------------------------------------------
     def keep_probes(self, cell_id: str, runs: list[SeedProbe]) -> None:

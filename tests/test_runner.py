@@ -90,6 +90,31 @@ def test_workers_option_sets_the_processes_and_xdist_workers_keep_one(monkeypatc
     assert Runner(resolve({}, env={})).pool_workers() == 1  # one core: no pool
 
 
+def test_without_semaphores_everything_runs_in_this_process_with_one_warning(monkeypatch, caplog):
+    """Sandboxes without a writable /dev/shm cannot start a pool: a warning, then in-process, never a crash."""
+    import multiprocessing
+
+    from ecgfm_suite import _pool
+
+    class NoSemaphores:
+        def Lock(self):  # noqa: N802 (multiprocessing's name)
+            raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: NoSemaphores())
+    _pool.pool_unavailable.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="ecgfm_suite._pool"):
+            assert Runner(resolve({"workers": "3"}, env={})).pool_workers() == 1
+            assert Runner(resolve({}, env={})).pool_workers() == 1
+        assert [r.getMessage() for r in caplog.records] == [
+            "cannot start worker processes (OSError: [Errno 38] Function not implemented); fitting and analysing "
+            "in this process, as with --ecgfm-workers 1"]
+    finally:
+        _pool.pool_unavailable.cache_clear()
+    monkeypatch.undo()
+    assert _pool.pool_unavailable() is None  # this machine has them
+
+
 def test_run_matrix_runs_the_plan_without_pytest_and_passes_over_skipped_cells(data_dir, tmp_path):
     from ecgfm_suite.runner import run_matrix
 
