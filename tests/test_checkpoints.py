@@ -98,6 +98,7 @@ def test_match_state_dict_prefix_and_drop():
         match_state_dict(module, {"bias": torch.zeros(2)}, path="ck.pt", strip_prefix="enc.")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the foreign protocol, then refuses
 def test_raw_pickle_protocol_is_never_used(tmp_path):
     """A non-zip legacy pickle with a reducer is refused as well."""
     path = tmp_path / "legacy.pt"
