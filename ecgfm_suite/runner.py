@@ -121,7 +121,10 @@ class Runner:
         if dataset_id not in self._indexes:
             from .data.discovery import load_index
 
-            self._indexes[dataset_id] = load_index(dataset_id, self.settings.data_dir, strict=self.settings.strict)
+            s = self.settings
+            self._indexes[dataset_id] = load_index(dataset_id, s.data_dir, strict=s.strict,
+                                                   cache_dir=s.local_cache_dir if s.cache != "off" else None,
+                                                   refresh=s.cache == "refresh")
         return self._indexes[dataset_id]
 
     def task_data(self, task_id: str) -> Any:

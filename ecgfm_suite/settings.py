@@ -130,9 +130,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("weights-dir", "weights_dir", "ECGFM_WEIGHTS_DIR", "~/.cache/ecgfm-suite/weights", _path,
            "root of model checkpoints, one entry per model as named in `ecgfm-suite models`"),
     Option("cache-dir", "cache_dir", "ECGFM_CACHE_DIR", "~/.cache/ecgfm-suite/cache", _location,
-           "embedding and preprocessing cache (safe to share between runs and xdist workers); an fsspec URL "
-           "(s3://bucket/prefix, gs://…) shares the embeddings between machines, preprocessed arrays then stay "
-           "in the default local dir"),
+           "embedding, preprocessing and dataset-index cache (safe to share between runs and xdist workers); an "
+           "fsspec URL (s3://bucket/prefix, gs://…) shares the embeddings between machines, preprocessed arrays "
+           "and indexes then stay in the default local dir"),
     Option("reports-dir", "reports_dir", "ECGFM_REPORTS_DIR", "reports", _location,
            "where run directories reports/<run-id>/ are written; reports/latest links the newest; with an "
            "fsspec URL the run is written to the default local dir and uploaded to <url>/<run-id>/ at the end, "
@@ -158,7 +158,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
            "torch device: auto picks CUDA when present, else CPU"),
     Option("cache", "cache", "ECGFM_CACHE", "use", _choice("use", "refresh", "off"),
-           "embedding cache mode: use, refresh (recompute and overwrite) or off"),
+           "cache mode: use, refresh (recompute embeddings and rescan dataset indexes, overwriting) or off "
+           "(no embedding, prepared-array or dataset-index cache)"),
     Option("allow-random-init", "allow_random_init", "ECGFM_ALLOW_RANDOM_INIT", "false", _bool,
            "run models whose checkpoint is absent with random weights (reported as random-init)", flag=True),
     Option("strict", "strict", "ECGFM_STRICT", "false", _bool,

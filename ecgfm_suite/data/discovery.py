@@ -40,20 +40,27 @@ def discover(data_dir: str | Path) -> dict[str, list[Path]]:
 
 
 def load_index(dataset_id: str, data_dir: str | Path, strict: bool = False, *, validate: bool = False,
-               **options: Any) -> DatasetIndex:
+               cache_dir: Path | None = None, refresh: bool = False, **options: Any) -> DatasetIndex:
     """Find ``dataset_id`` below ``data_dir`` and scan it (``options`` go to its ``scan``, e.g. PTB-XL ``prefer``).
 
     Several roots (e.g. a dataset split over folders) are merged into one index; a record key
     seen in an earlier root is excluded as a duplicate. ``validate=True`` also decodes every
-    record (:func:`validate_index`). Raises :class:`DataError` naming ``data_dir`` and the
-    expected marker when the dataset is not there.
+    record (:func:`validate_index`). With ``cache_dir`` each root's scan is reused while its files
+    are unchanged (:mod:`~ecgfm_suite.data.index_cache`; ``refresh`` rescans and overwrites).
+    Raises :class:`DataError` naming ``data_dir`` and the expected marker when the dataset is not there.
     """
     spec = DATASETS.get(dataset_id)
     roots = dataset_roots(dataset_id, data_dir)
     if not roots:
         raise DataError(f"no {spec.name} ({dataset_id}) found below this folder: expected {spec.marker}", data_dir)
     scan = resolve(spec.scanner)
-    indexes = [scan(root, strict=strict, **options) for root in roots]
+    if cache_dir is not None:
+        from .index_cache import cached_scan
+
+        indexes = [cached_scan(scan, dataset_id, root, strict=strict, options=options, cache_dir=cache_dir,
+                               refresh=refresh) for root in roots]
+    else:
+        indexes = [scan(root, strict=strict, **options) for root in roots]
     index = indexes[0] if len(indexes) == 1 else merge(indexes)
     return validate_index(index, strict=strict) if validate else index
 
