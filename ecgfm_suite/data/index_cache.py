@@ -1,9 +1,10 @@
 """Dataset indexes cached on disk, used only while every file a scan may read is as it was.
 
 A scan parses every record header and hashes every signal file (the ``content_hash`` that the
-prepared-array and embedding caches key on): 0.2–0.4 ms a record on 2 cores, so a full CODE-15%
-(345,000 records) would cost minutes in every session, xdist worker and shard job. Statting the
-same files costs a fraction of that. An entry is used when every file below the dataset root, and
+prepared-array and embedding caches key on): 0.1–1.5 ms a record on 2 cores (0.4–0.5 ms for
+CODE-15%'s), so a full CODE-15% (345,000 records) would cost about 2.5 minutes (extrapolated) in
+every session, xdist worker and shard job. Statting the same files costs a fraction of that (bench_data: 12–17 % with the files in the
+page cache, where a scan is cheapest). An entry is used when every file below the dataset root, and
 the files of the ``PARENT_LEVELS`` folders above it (where the Challenge's dx mapping tables may
 sit), have the size, mtime and ctime they had at the scan, and the data layer's code is the same;
 otherwise the root is rescanned and the entry replaced. There is one entry per (dataset, root,
