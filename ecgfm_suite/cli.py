@@ -47,8 +47,9 @@ def cmd_datasets(ns: argparse.Namespace, extra: list[str]) -> int:
     from .data.summary import summarise
     from .settings import resolve
 
-    data_dir = Path(ns.data_dir).expanduser() if ns.data_dir else resolve().data_dir
-    summary = summarise(data_dir)
+    settings = resolve()
+    data_dir = Path(ns.data_dir).expanduser() if ns.data_dir else settings.data_dir
+    summary = summarise(data_dir, cache_dir=settings.local_cache)
     if ns.json:
         print(json.dumps(summary, indent=1, default=str))
         return 0

@@ -122,8 +122,7 @@ class Runner:
             from .data.discovery import load_index
 
             s = self.settings
-            self._indexes[dataset_id] = load_index(dataset_id, s.data_dir, strict=s.strict,
-                                                   cache_dir=s.local_cache_dir if s.cache != "off" else None,
+            self._indexes[dataset_id] = load_index(dataset_id, s.data_dir, strict=s.strict, cache_dir=s.local_cache,
                                                    refresh=s.cache == "refresh")
         return self._indexes[dataset_id]
 
@@ -227,7 +226,7 @@ class Runner:
             prepared = prepare_records(
                 records, encoder.prepare,
                 spec_key={"model_family": encoder.spec.family, "input_spec": encoder.input_spec.to_dict()},
-                cache_dir=self.settings.local_cache_dir if self.settings.cache != "off" else None,
+                cache_dir=self.settings.local_cache,
                 strict=self.settings.strict, workers=self.settings.read_workers,
             )
             t1 = time.perf_counter()

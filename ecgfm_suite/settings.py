@@ -217,6 +217,11 @@ class Settings:
         return self.cache_dir if isinstance(self.cache_dir, Path) else _local_default("cache-dir")
 
     @property
+    def local_cache(self) -> Path | None:
+        """The local cache dir for prepared arrays and dataset indexes; None under ``--ecgfm-cache off``."""
+        return None if self.cache == "off" else self.local_cache_dir
+
+    @property
     def local_reports_dir(self) -> Path:
         """Where runs are written; for a URL reports dir, the local staging dir uploaded at the end."""
         return self.reports_dir if isinstance(self.reports_dir, Path) else _local_default("reports-dir")

@@ -21,12 +21,13 @@ from .tasks.labels import Unlabelled
 UNLABELLED = "unlabelled"
 
 
-def summarise(data_dir: str | Path, strict: bool = False) -> list[dict[str, Any]]:
-    """One JSON-ready dict per dataset found below ``data_dir`` (see module docstring)."""
+def summarise(data_dir: str | Path, strict: bool = False, cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One JSON-ready dict per dataset found below ``data_dir`` (see module docstring); ``cache_dir``: the
+    dataset-index cache to reuse and fill."""
     out = []
     for dataset_id in discover(data_dir):
         try:
-            index = load_index(dataset_id, data_dir, strict=strict)
+            index = load_index(dataset_id, data_dir, strict=strict, cache_dir=cache_dir)
         except DataError as exc:
             if strict:
                 raise
