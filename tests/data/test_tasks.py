@@ -303,6 +303,17 @@ def test_build_multilabel_drops_rare_columns_keeps_rows():
         assert (part.sum(axis=0) >= 2).all() and ((1 - part).sum(axis=0) >= 2).all()
 
 
+def test_a_multilabel_skip_names_three_short_classes_and_counts_the_rest():
+    conduction = [("incomplete right bundle branch block",)] * 3 + [("left anterior hemiblock",)] * 2 + [()] * 40
+    with pytest.raises(TaskSkip) as info:
+        build_task("ludb_conduction", {"ludb": ludb_index(conduction=conduction)})
+    n_classes = len(TASKS.get("ludb_conduction").classes)
+    reason = str(info.value)
+    assert f"too few records to evaluate (0 of {n_classes} classes evaluable, 2 needed; irbbb: " in reason
+    assert reason.count("positives per split") == 3
+    assert reason.endswith(f"; and {n_classes - 3} more classes short)")
+
+
 def test_build_regression_is_float32_and_needs_records_per_split():
     index = make_index("ludb", [{"record_id": str(i), "age": float(20 + i)} for i in range(60)])
     td = build_task("ludb_age", {"ludb": index})

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: quantile bins a regression target is stratified on
 REGRESSION_BINS = 5
+#: classes named in a "too few records" skip reason (the rest are counted)
+SHOWN_SHORTFALLS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -145,8 +147,13 @@ def _split_evaluable(spec: TaskSpec, frame: pd.DataFrame, y_all: np.ndarray, gro
         left = len(active) - len(short)
         # a multiclass or multilabel task needs two evaluable classes (one left is a binary task in disguise)
         if spec.type in ("binary", "regression") or left < 2:
-            detail = "; ".join(f"{spec.classes[c] if c >= 0 else 'records'}: {why}" for c, why in short.items())
-            raise TaskSkip(f"too few records to evaluate ({detail})", task=spec.id)
+            reasons = [f"{spec.classes[c] if c >= 0 else 'records'}: {why}" for c, why in short.items()]
+            detail = "; ".join(reasons[:SHOWN_SHORTFALLS])
+            if len(reasons) > SHOWN_SHORTFALLS:  # a skip reason is one line of pytest's summary, not a table
+                detail += f"; and {len(reasons) - SHOWN_SHORTFALLS} more classes short"
+            evaluable = (f"{left} of {len(active)} classes evaluable, 2 needed; "
+                         if spec.type in ("multiclass", "multilabel") else "")
+            raise TaskSkip(f"too few records to evaluate ({evaluable}{detail})", task=spec.id)
         for c, why in short.items():
             dropped[spec.classes[c]] = why
             log.info("task %s: class %s dropped: %s", spec.id, spec.classes[c], why)
