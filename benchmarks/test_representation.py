@@ -101,9 +101,12 @@ def _check_dimensions(p):
 def _check_input(p):
     for rec in p["records"]:  # the values of a record sum to f(record) − f(masked record)
         assert rec["additivity_error"] <= 1e-4 * max(1.0, *map(abs, rec["output"])), rec["key"]
+    read = set(p["model_leads"]) | {substitute for _, substitute in p["lead_fallbacks"]}
+    for rec in p["records"]:  # players: the model's leads, or their fallback where a record lacks one
+        assert set(rec["player_leads"]) <= read, rec["key"]
     for imp in p["lead_importance"].values():
         assert abs(sum(imp["share"].values()) - 1) < 1e-6 or sum(imp["share"].values()) == 0
-        unread = [lead for lead in imp["share"] if lead not in p["model_leads"]]
+        unread = [lead for lead in imp["share"] if lead not in read]
         assert all(imp["share"][lead] == 0 for lead in unread), "a lead the model does not read got attribution"
 
 

@@ -66,6 +66,20 @@ def test_choose_records_is_fixed_balanced_and_positive_first():
     assert len(stage.choose_records(td, dataclasses.replace(options, input_max_records=3))) == 3
 
 
+def test_lead_importance_summarises_the_richest_lead_layout():
+    """A pooled task explains a CinC 2017 single-lead record beside 12-lead ones: shares come from the latter."""
+    def rec(key, leads):
+        return stage.ExplainedRecord(key, np.zeros((len(leads), 10)), 500.0, tuple(leads))
+
+    twelve = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    explained = [(rec("cinc2017/A1", ["I"]), "a1"), (rec("ptbxl/1", twelve), "p1"), (rec("ludb/2", twelve), "l2"),
+                 (rec("code15/3", twelve[:6]), "c3")]
+    names, chosen = stage.richest_layout(explained)
+    assert names == list(twelve)
+    assert [(r.key, att) for r, att in chosen] == [("ptbxl/1", "p1"), ("ludb/2", "l2")]
+    assert stage.richest_layout(explained[:1])[0] == ["I"]
+
+
 def test_headline_level_prefers_the_most_data():
     assert stage.headline_level(["frac10", "frac100", "shot10"]) == "frac100"
     assert stage.headline_level(["shot5", "frac25", "frac5"]) == "frac25"

@@ -325,8 +325,19 @@ class ExplainedRecord:
     leads: tuple[str, ...]
 
 
+def richest_layout(attributions: Sequence[tuple[ExplainedRecord, Any]]) -> tuple[list[str], list[tuple[ExplainedRecord, Any]]]:
+    """The lead layout with the most leads among the explained records (the first such) and the records in it.
+
+    Lead shares are comparable only within one layout; a pooled task mixes 12-lead records with
+    CinC 2017's single lead, whose share would be 1.0 by construction.
+    """
+    names = list(max((rec.leads for rec, _ in attributions), key=len))
+    return names, [(rec, att) for rec, att in attributions if list(rec.leads) == names]
+
+
 def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[str, Any], list[ExplainedRecord]]:
     """SHAP of model + probe over lead × segment groups for a few fixed test records (see ``input_attribution``)."""
+    from ..data.preprocess import lead_sources
     from ..data.reader import read_signal
     from ..embeddings.encode import embed_array
     from . import input_attribution as ia
@@ -346,7 +357,11 @@ def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[
     if not records:
         raise AnalysisSkip(f"no readable test record to explain ({unreadable})")
     outputs = _score_outputs(data)
-    model_leads = tuple(data.encoder.input_spec.leads)
+    spec = data.encoder.input_spec
+
+    def read_leads(rec: ExplainedRecord) -> list[int]:
+        """The record's leads the model reads (its own, or their fallback substitutes): the players."""
+        return sorted({i for i in lead_sources(rec.leads, spec.leads, spec.lead_fallbacks) if i is not None})
 
     def predictor(rec: ExplainedRecord) -> Callable[[np.ndarray], np.ndarray]:
         def predict(batch: np.ndarray) -> np.ndarray:
@@ -355,16 +370,16 @@ def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[
         return predict
 
     first = records[0][1]
-    most_players = max(sum(lead in model_leads for lead in rec.leads) for _, rec in records)
+    most_players = max(len(read_leads(rec)) for _, rec in records)
     t0 = time.perf_counter()
     predictor(first)(np.repeat(first.data[None], 4, axis=0))
     per_eval = (time.perf_counter() - t0) / 4
     resolution = ia.plan_resolution(max(most_players, 1), len(records), per_eval, options.input_budget_s)
     explained, attributions = [], []
     for i, rec in records:
-        leads_here = [j for j, lead in enumerate(rec.leads) if lead in model_leads]
+        leads_here = read_leads(rec)
         if not leads_here:
-            unreadable[rec.key] = f"none of the model's leads ({', '.join(model_leads)}) in the record"
+            unreadable[rec.key] = f"none of the model's leads ({', '.join(spec.leads)}) in the record"
             continue
         att = ia.explain_record(predictor(rec), rec.data, leads_here, resolution, seed=options.seed,
                                 cache_dir=data.cache_dir)
@@ -377,16 +392,17 @@ def input_attribution(data: ModelTaskData, options: StageOptions) -> tuple[dict[
         })
     if not attributions:
         raise AnalysisSkip(f"no explainable record ({unreadable})")
-    lead_names = list(attributions[0][0].leads)
-    same_layout = [att for rec, att in attributions if list(rec.leads) == lead_names]
+    lead_names, same_layout = richest_layout(attributions)
     return {
         "model": data.model, "task": td.task.id, "level": level, "seed": run.seed, "outputs": outputs,
         "explains": "probe scores (probability; prediction for regression) of model + probe",
-        "masking": "lead median over the segment", "model_leads": list(model_leads),
+        "masking": "lead median over the segment", "model_leads": list(spec.leads),
+        "lead_fallbacks": [list(pair) for pair in spec.lead_fallbacks],
         "resolution": {"n_segments": resolution.n_segments, "permutations": resolution.permutations,
                        "evals_per_record": resolution.evals_per_record, "seconds_per_eval": per_eval},
         "records": explained, "unexplained": unreadable,
-        "lead_importance": ia.lead_importance(same_layout, lead_names, outputs),
+        "lead_importance": ia.lead_importance([att for _, att in same_layout], lead_names, outputs),
+        "lead_importance_records": [rec.key for rec, _ in same_layout],
     }, [rec for rec, _ in attributions]
 
 

@@ -10,6 +10,7 @@ Every primitive takes and returns float32 arrays with time on the last axis, wor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
@@ -168,6 +169,25 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, method: Resampler = "po
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def lead_sources(leads_in: Sequence[str], leads_out: Sequence[str], fallbacks: tuple[tuple[str, str], ...] = (),
+                 *, path: str | None = None) -> list[int | None]:
+    """For each of ``leads_out``, the index of the record lead (``leads_in``) it is read from, its fallback
+    substitute's where the record lacks it, or None: which of a record's leads a model reads."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(leads_in):
+        lead = canonical_lead(name)
+        if lead in index:
+            raise SpecError(f"lead {lead!r} appears twice in the record's leads {list(leads_in)}", path)
+        index[lead] = i
+    substitute = {canonical_lead(a): canonical_lead(b) for a, b in fallbacks}
+    sources: list[int | None] = []
+    for name in leads_out:
+        lead = canonical_lead(name)
+        i = index.get(lead)
+        sources.append(index.get(substitute.get(lead, "")) if i is None else i)
+    return sources
+
+
 def select_leads(
     x: np.ndarray,
     leads_in: tuple[str, ...] | list[str],
@@ -192,18 +212,7 @@ def select_leads(
     if x.ndim != 2 or x.shape[0] != len(leads_in):
         raise SpecError(f"signal of shape {x.shape} does not match {len(leads_in)} lead names {list(leads_in)}",
                         path)
-    index: dict[str, int] = {}
-    for i, name in enumerate(leads_in):
-        lead = canonical_lead(name)
-        if lead in index:
-            raise SpecError(f"lead {lead!r} appears twice in the record's leads {list(leads_in)}", path)
-        index[lead] = i
-    substitute = {canonical_lead(a): canonical_lead(b) for a, b in fallbacks}
-    source = []
-    for name in leads_out:
-        lead = canonical_lead(name)
-        i = index.get(lead)
-        source.append(index.get(substitute.get(lead, "")) if i is None else i)
+    source = lead_sources(leads_in, leads_out, fallbacks, path=path)
     absent = [name for name, i in zip(leads_out, source) if i is None]
     if absent and missing == "refuse":
         raise SpecError(f"record lacks leads {absent} (has {list(leads_in)}); missing-lead policy is 'refuse'", path)

@@ -194,7 +194,9 @@ def lead_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
             ranked = sorted(imp["share"].items(), key=lambda kv: -kv[1])
             rows.append({
                 "model": payload["model"], "task": payload["task"], "output": name, "top_lead": imp["top_lead"],
-                "precordial_share": imp["precordial_share"], "records": len(payload["records"]),
+                "precordial_share": imp["precordial_share"],
+                # the records the shares summarise (one lead layout; runs before it was stored: all)
+                "records": len(payload.get("lead_importance_records", payload["records"])),
                 "segments": payload["resolution"]["n_segments"], "permutations": payload["resolution"]["permutations"],
                 "max_additivity_error": max((r["additivity_error"] for r in payload["records"]), default=None),
                 "shares": ", ".join(f"{lead} {share:.2f}" for lead, share in ranked if share > 0),

@@ -17,6 +17,7 @@ from ecgfm_suite.data.preprocess import (
     RESAMPLERS,
     InputSpec,
     bandpass,
+    lead_sources,
     normalise,
     notch,
     prepare,
@@ -185,6 +186,16 @@ def test_select_leads_rejects_shape_mismatch_and_duplicate_leads():
         select_leads(np.ones((2, 10)), ("aVR", "AVR"), ("aVR",))
     with pytest.raises(SpecError, match="missing"):
         select_leads(np.ones((1, 10)), ("I",), ("I",), "drop")
+
+
+def test_lead_sources_say_which_record_leads_a_model_reads():
+    """What input attribution makes players of: a model's own leads, or their fallback where one is absent."""
+    assert lead_sources(("I", "II", "V1"), ("V1", "II")) == [2, 1]
+    assert lead_sources(("I",), ("II",)) == [None]
+    assert lead_sources(("I",), ("II",), (("II", "I"),)) == [0]  # CinC 2017's single lead for a lead-II model
+    assert lead_sources(("I", "ii"), ("II",), (("II", "I"),)) == [1]  # its own lead wins over the fallback
+    with pytest.raises(SpecError, match="twice"):
+        lead_sources(("aVR", "AVR"), ("aVR",))
 
 
 # -- windows -------------------------------------------------------------------------------------
