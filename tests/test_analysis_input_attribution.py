@@ -42,7 +42,7 @@ def test_masked_batch_sets_masked_cells_to_the_lead_median():
     np.testing.assert_array_equal(np.delete(out[1], 0, axis=0), np.delete(record, 0, axis=0))
 
 
-@pytest.mark.slow  # shap's masked-model kernel takes a numba compile per process (cannot be disk-cached)
+@pytest.mark.slow  # shap's masked-model kernel compiles (~4 s) in the first process that uses the cache dir
 def test_additive_model_gets_its_exact_shapley_values(analysis_cache_dir):
     """For f = Σ_l Σ_s w_ls · mean(x[l, segment s]) each cell's Shapley value is its own contribution
     w_ls · (mean − median), whatever the permutation order; the lead the model ignores gets nothing."""
@@ -77,16 +77,40 @@ def test_lead_importance_needs_attributions():
         ia.lead_importance([], LEADS, ["x"])
 
 
-def test_shap_kernels_get_the_disk_cache_except_those_taking_a_jitted_function(analysis_cache_dir):
-    """The masked-model kernels take shap's ``link`` dispatcher: cached, they would add an entry per process."""
+EXPLAIN_ONCE = """
+import os
+from pathlib import Path
+import numpy as np
+from ecgfm_suite.analysis._jit_cache import import_shap
+shap = import_shap(Path(os.environ["NUMBA_CACHE_DIR"]))
+masker = shap.maskers.Independent(np.zeros((1, 6)), max_samples=1)
+explainer = shap.PermutationExplainer(lambda c: np.c_[c.sum(1), -c.sum(1)].astype(float), masker, seed=0)
+print(explainer(np.ones((1, 6)), max_evals=26, silent=True).values[0].sum(axis=0).tolist())
+"""
+
+
+@pytest.mark.slow  # two fresh processes: the first compiles shap's masked-model kernel (~4 s), the second loads it
+def test_a_second_process_loads_shaps_masked_model_kernel_from_the_disk_cache(tmp_path):
+    """The kernel takes shap's ``link`` dispatcher; with its fixed uuid the cache key is the same in every process,
+    so the second process adds no entry (a random uuid made every process compile and add one)."""
+    import os
+    import subprocess
     import sys
 
-    from numba.core.caching import NullCache
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    outputs = [subprocess.run([sys.executable, "-c", EXPLAIN_ONCE], env=env, capture_output=True, text=True,
+                              check=True).stdout for _ in range(2)]
+    assert outputs[0] == outputs[1] == "[6.0, -6.0]\n"
+    entries = sorted(p.name for p in tmp_path.rglob("*_build_fixed_multi_output*.nbc"))
+    assert len(entries) == 1, entries
 
-    from ecgfm_suite.analysis._jit_cache import import_shap
 
-    import_shap(analysis_cache_dir)
-    masked_model = sys.modules["shap.utils._masked_model"]
-    assert isinstance(masked_model._build_fixed_multi_output._cache, NullCache)
-    assert isinstance(masked_model._build_fixed_single_output._cache, NullCache)
-    assert not isinstance(masked_model._init_masks._cache, NullCache)
+def test_link_kernels_stay_uncached_when_the_links_uuids_cannot_be_fixed():
+    from types import SimpleNamespace
+
+    from ecgfm_suite.analysis._jit_cache import _fix_link_uuids
+
+    assert not _fix_link_uuids(SimpleNamespace(identity=SimpleNamespace(_MemoMixin__uuid="random-uuid-4")))
+    assert not _fix_link_uuids(SimpleNamespace(identity=object()))  # numba keeps its uuid elsewhere now
+    fixed = SimpleNamespace(_MemoMixin__uuid="ecgfm-suite/shap.links.identity")
+    assert _fix_link_uuids(SimpleNamespace(identity=fixed, logit=None))

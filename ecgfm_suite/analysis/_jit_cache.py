@@ -8,9 +8,11 @@ also declare kernels without ``cache=True`` (umap's layout optimiser, exact k-NN
 fuzzy-set kernels; shap's tabular masker); those are switched to numba's file cache with
 ``Dispatcher.enable_caching`` before their first compile, so a later process loads them
 instead of recompiling (measured: first UMAP fit of 1000 points in a fresh process 21 s → 3 s).
-Kernels that take a jitted function as an argument are left uncached: numba keys their entries by that
-argument's type, whose name holds the function's address, so every process would compile anyway and
-add one more file to the cache that no later process reads.
+shap's masked-model kernels take its ``link`` function, itself a numba dispatcher, as an argument;
+numba keys their cache entries by that argument's type, which holds the dispatcher's per-process
+random uuid, so every process compiled them again (~3.5 s) and added an entry nobody read. Giving
+shap's link dispatchers fixed uuids makes the key the same in every process (measured: first
+explanation in a fresh process 4.0 s → 0.2 s); where that cannot be done, those kernels stay uncached.
 """
 
 from __future__ import annotations
@@ -43,13 +45,31 @@ def configure_numba_cache(cache_dir: Path) -> Path:
 
 #: package → its modules already scanned
 _SCANNED: dict[str, set[str]] = {}
-#: module → kernels taking a jitted function (shap's masked-model kernels take the ``link`` dispatcher):
-#: a disk cache only grows by one entry per process for them (seen: 19 entries after 19 processes)
-_UNCACHEABLE = {"shap.utils._masked_model": frozenset({"_build_fixed_single_output", "_build_fixed_multi_output"})}
+#: module → kernels that take one of shap's link dispatchers: cacheable only once those have fixed uuids
+#: (else a disk cache grows by one never-read entry per process; seen: 19 entries after 19 processes)
+_TAKE_LINKS = {"shap.utils._masked_model": frozenset({"_build_fixed_single_output", "_build_fixed_multi_output"})}
+#: shap's link functions (``shap.links``)
+_LINKS = ("identity", "logit")
 
 
-def _cache_kernels(package: str) -> None:
-    """Give every not-yet-cached numba kernel of ``package`` (imported) numba's file cache.
+def _fix_link_uuids(links: ModuleType) -> bool:
+    """Give shap's link dispatchers process-independent uuids; False when one already has another (or numba
+    no longer keeps them where this looks)."""
+    for name in _LINKS:
+        link = getattr(links, name, None)
+        if link is None:
+            continue
+        wanted = f"ecgfm-suite/shap.links.{name}"
+        current = getattr(link, "_MemoMixin__uuid", False)  # numba's private slot; False: not there
+        if current is None and hasattr(link, "_set_uuid"):
+            link._set_uuid(wanted)
+        elif current != wanted:
+            return False
+    return True
+
+
+def _cache_kernels(package: str, uncached: dict[str, frozenset[str]] | None = None) -> None:
+    """Give every not-yet-cached numba kernel of ``package`` (imported) numba's file cache, but ``uncached``'s.
 
     Scans only modules not scanned before: the import helpers run before every explanation and
     map, and a full scan of shap's modules costs ~10 ms each time.
@@ -64,7 +84,7 @@ def _cache_kernels(package: str) -> None:
     from numba.core.dispatcher import Dispatcher
 
     for name in new:
-        skip = _UNCACHEABLE.get(name, frozenset())
+        skip = (uncached or {}).get(name, frozenset())
         for attr, obj in list(vars(sys.modules[name]).items()):
             if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache) and attr not in skip:
                 obj.enable_caching()
@@ -76,7 +96,7 @@ def import_shap(cache_dir: Path) -> ModuleType:
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module=r"shap\.")
         import shap
 
-    _cache_kernels("shap")
+    _cache_kernels("shap", uncached=None if _fix_link_uuids(shap.links) else _TAKE_LINKS)
     return shap
 
 
