@@ -138,5 +138,6 @@ def test_bench_analysis_stage_budget(cold_run):
     share = total / cold_run.cold_s
     breakdown = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(SPENT.items(), key=lambda kv: -kv[1]))
     print(f"analysis stage {total:.1f}s = {share:.1%} of the cold run {cold_run.cold_s:.1f}s "
-          f"({cold_run.cells} cells): {breakdown}; untimed UMAP/shap kernel load/compile {cold_run.kernel_warmup_s:.1f}s")
+          f"({cold_run.cells} cells): {breakdown}; "
+          f"untimed UMAP/shap kernel load/compile {cold_run.kernel_warmup_s:.1f}s")
     assert share <= TARGET_SHARE, f"analysis stage {total:.1f}s is {share:.1%} of the cold run ({breakdown})"

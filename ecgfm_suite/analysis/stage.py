@@ -325,7 +325,8 @@ class ExplainedRecord:
     leads: tuple[str, ...]
 
 
-def richest_layout(attributions: Sequence[tuple[ExplainedRecord, Any]]) -> tuple[list[str], list[tuple[ExplainedRecord, Any]]]:
+def richest_layout(attributions: Sequence[tuple[ExplainedRecord, Any]],
+                   ) -> tuple[list[str], list[tuple[ExplainedRecord, Any]]]:
     """The lead layout with the most leads among the explained records (the first such) and the records in it.
 
     Lead shares are comparable only within one layout; a pooled task mixes 12-lead records with

@@ -3,12 +3,13 @@
 A scan parses every record header and hashes every signal file (the ``content_hash`` that the
 prepared-array and embedding caches key on): 0.1–1.5 ms a record on 2 cores (0.4–0.5 ms for
 CODE-15%'s), so a full CODE-15% (345,000 records) would cost about 2.5 minutes (extrapolated) in
-every session, xdist worker and shard job. Statting the same files costs a fraction of that (bench_data: 12–17 % with the files in the
-page cache, where a scan is cheapest). An entry is used when every file below the dataset root, and
-the files of the ``PARENT_LEVELS`` folders above it (where the Challenge's dx mapping tables may
-sit), have the size, mtime and ctime they had at the scan, and the data layer's code is the same;
-otherwise the root is rescanned and the entry replaced. There is one entry per (dataset, root,
-scan options), so the cache does not grow with data changes.
+every session, xdist worker and shard job. Statting the same files costs a fraction of that
+(bench_data: 12–17 % with the files in the page cache, where a scan is cheapest). An entry is used
+when every file below the dataset root, and the files of the ``PARENT_LEVELS`` folders above it
+(where the Challenge's dx mapping tables may sit), have the size, mtime and ctime they had at the
+scan, and the data layer's code is the same; otherwise the root is rescanned and the entry
+replaced. There is one entry per (dataset, root, scan options), so the cache does not grow with
+data changes.
 
 Entries are gzipped JSON with tagged tuples and dicts (no pickle): a damaged entry is logged with
 its path and rescanned, never trusted and never fatal.
@@ -123,8 +124,8 @@ def encode_index(index: DatasetIndex) -> dict[str, Any]:
         "dataset": index.dataset, "version": index.version, "root": str(index.root),
         "excluded": [e.to_dict() for e in index.excluded],
         "missing_label_files": list(index.missing_label_files), "notes": list(index.notes),
-        "columns": [{"name": c, "dtype": str(records[c].dtype), "values": [encode_value(v) for v in records[c].tolist()]}
-                    for c in records.columns],
+        "columns": [{"name": c, "dtype": str(records[c].dtype),
+                     "values": [encode_value(v) for v in records[c].tolist()]} for c in records.columns],
     }
 
 
