@@ -27,14 +27,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ecgfm_suite.analysis import stage
+from ecgfm_suite.analysis.registry import names, pair_analyses
+from ecgfm_suite.engine.analyses import AnalysisStage
 from ecgfm_suite.pytest_plugin import KEY
-from ecgfm_suite.runner import CellSkip, Runner, run_matrix
+from ecgfm_suite.engine.runner import Runner, run_matrix
+from ecgfm_suite.errors import AnalysisSkip, Skip
 
 pytestmark = pytest.mark.slow
 
 TARGET_SHARE = 0.25
-TASK_ANALYSES = ("cka", "label_efficiency", "comparison")
+TASK_ANALYSES = (*names("task"), *names("column"))
 #: analysis → seconds, filled by the benchmarks below and checked by the budget test
 SPENT: dict[str, float] = {}
 
@@ -69,7 +71,7 @@ def cold_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     explain_record(lambda batch: batch.mean(axis=2), np.ones((2, 20), np.float32), [0, 1],
                    Resolution(n_segments=2, permutations=1, evals_per_record=10), seed=0, cache_dir=base.cache_dir)
     return SimpleNamespace(cold_s=cold_s, cells=ran, run=run, kernel_warmup_s=time.perf_counter() - t1,
-                           session=stage.StageSession(runner, run, draw=figures_for))
+                           session=AnalysisStage(runner, run, runner.plan(), draw=figures_for))
 
 
 def _timed_pass(benchmark, func) -> float:
@@ -83,16 +85,16 @@ def test_bench_model_task_analyses(benchmark, cold_run):
     the session hands every pair to worker processes and waits for each. The timed pass is wall time;
     extra_info holds the seconds each analysis took where it ran (summed over pairs, figures excluded)."""
     session = cold_run.session
-    seconds = dict.fromkeys(stage.PER_MODEL_TASK, 0.0)
+    seconds = dict.fromkeys(names("pair"), 0.0)
     pairs, skipped = [], {}
 
     def every_pair() -> None:
-        for model, task in session.model_tasks():
+        for model, task in session.pairs():
             ran = 0
-            for name in stage.pair_analyses(task):
+            for name in pair_analyses(task):
                 try:
-                    payload = session.run_model_task(name, model, task)
-                except (CellSkip, stage.AnalysisSkip) as skip:
+                    payload = session.run_pair_analysis(name, model, task)
+                except Skip as skip:
                     skipped[f"{name} {model}-{task}"] = str(skip)
                     continue
                 seconds[name] += payload["seconds"]
@@ -109,13 +111,13 @@ def test_bench_model_task_analyses(benchmark, cold_run):
 @pytest.mark.parametrize("name", TASK_ANALYSES)
 def test_bench_task_analysis(benchmark, cold_run, name):
     session = cold_run.session
-    targets = session.columns() if name == "comparison" else [(task, None) for task in session.tasks()]
+    targets = [target for target in session.task_targets() if target[0] == name]
 
     def every_task() -> None:
-        for task, level in targets:
+        for target in targets:
             try:
-                session.run_task(name, task, level)
-            except stage.AnalysisSkip:
+                session.run_task_analysis(target)
+            except AnalysisSkip:
                 pass
 
     SPENT[name] = _timed_pass(benchmark, every_task)

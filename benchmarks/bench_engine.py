@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from ecgfm_suite.pytest_plugin import KEY
-from ecgfm_suite.runner import Runner, run_matrix
+from ecgfm_suite.engine.runner import Runner, run_matrix
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,7 @@ import pytest
 
 from ecgfm_suite.results.merge import merge_runs
 from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_record_counts, synthetic_result
-from ecgfm_suite.shard import assign_shards, shard_digest
+from ecgfm_suite.engine.shard import assign_shards, shard_digest
 
 pytestmark = pytest.mark.slow
 

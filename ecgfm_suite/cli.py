@@ -6,10 +6,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import EcgfmError
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def is_checkout(folder: Path) -> bool:
+    """A source tree of ecgfm-suite: the benchmark tests and their pytest.ini (a wheel ships neither)."""
+    return (folder / "pytest.ini").is_file() and (folder / "benchmarks" / "test_matrix.py").is_file()
+
+
+def find_checkout(package_parent: Path, cwd: Path) -> Path | None:
+    """The checkout whose benchmarks/ and tests/ run, test and bench run: the one this package was imported
+    from (an editable install), else the working directory or a folder above it (an installed wheel)."""
+    return next((folder for folder in (package_parent, cwd, *cwd.parents) if is_checkout(folder)), None)
+
+
+ROOT = find_checkout(Path(__file__).resolve().parents[1], Path.cwd()) or Path(__file__).resolve().parents[1]
 
 #: the real benchmark slice the test command runs after the unit tests (small, seconds per cell)
 TEST_SLICE = (
@@ -24,6 +37,9 @@ TEST_SLICE = (
 def _pytest(args: list[str]) -> int:
     import pytest
 
+    if not is_checkout(ROOT):
+        raise EcgfmError(f"run, test and bench run the benchmarks/ of an ecgfm-suite checkout (an installed "
+                         f"package has none): run them inside one; none at or above {Path.cwd()}")
     return int(pytest.main(["--rootdir", str(ROOT), "-c", str(ROOT / "pytest.ini"), *args]))
 
 
@@ -34,18 +50,24 @@ def cmd_run(ns: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_test(ns: argparse.Namespace, extra: list[str]) -> int:
     """Unit/property/integration tests plus a small real benchmark slice, in one pytest session."""
+    from .extras import require
+
+    require("hypothesis", "test", "ecgfm-suite test")
     return _pytest([str(ROOT / "tests"), str(ROOT / "benchmarks" / "test_matrix.py"), *TEST_SLICE, *extra])
 
 
 def cmd_bench(ns: argparse.Namespace, extra: list[str]) -> int:
     """pytest-benchmark speed benchmarks (benchmarks/bench_*.py)."""
+    from .extras import require
+
+    require("pytest_benchmark", "bench", "ecgfm-suite bench")
     files = sorted(str(p) for p in (ROOT / "benchmarks").glob("bench_*.py"))
     return _pytest([*files, "--benchmark-only", "--benchmark-columns=min,mean,max,rounds", *extra])
 
 
 def cmd_datasets(ns: argparse.Namespace, extra: list[str]) -> int:
     from .data.summary import summarise
-    from .settings import resolve
+    from .engine.settings import resolve
 
     settings = resolve()
     data_dir = Path(ns.data_dir).expanduser() if ns.data_dir else settings.data_dir
@@ -61,6 +83,8 @@ def cmd_datasets(ns: argparse.Namespace, extra: list[str]) -> int:
               f"regions {', '.join(d['regions'])}; fs {', '.join(str(f) for f in d['sampling_rates'])} Hz")
         for ex in d["excluded"][:10]:
             print(f"    excluded {ex['record']}: {ex['reason']}")
+        for table in d.get("missing_label_files", []):
+            print(f"    label table missing: {table} (its tasks are skipped)")
         for task, counts in d["tasks"].items():
             print(f"    {task}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         for task, reason in d.get("skipped_tasks", {}).items():
@@ -69,8 +93,8 @@ def cmd_datasets(ns: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_models(ns: argparse.Namespace, extra: list[str]) -> int:
-    from .runner import model_plans
-    from .settings import resolve
+    from .engine.runner import model_plans
+    from .engine.settings import resolve
 
     for model_id, plan in sorted(model_plans(resolve()).items()):
         status = "control" if plan.spec.control else (f"found {plan.checkpoint}" if plan.checkpoint
@@ -88,42 +112,92 @@ def cmd_tasks(ns: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_embed(ns: argparse.Namespace, extra: list[str]) -> int:
+    """Embed raw ECGs with a model's own preprocessing. Everything is checked before the model loads: a named
+    checkpoint that is not there, a bad array, lead name, rate or option is a one-line error, never embeddings
+    of random weights or of the wrong signal."""
+    import dataclasses
+
     import numpy as np
 
     from ._io import atomic_open
-    from .embeddings.encode import embed_array
+    from .embeddings.encode import check_raw_input, embed_array
+    from .engine.runner import model_plans
+    from .engine.settings import resolve
+    from .errors import CellSkip
     from .registry import resolve as resolve_target
-    from .runner import model_plans
-    from .settings import resolve
 
-    settings = resolve(cli={"checkpoints": f"{ns.model}={ns.checkpoint}" if ns.checkpoint else None})
+    settings = resolve(cli={"checkpoints": f"{ns.model}={ns.checkpoint}" if ns.checkpoint else None,
+                            "allow_random_init": ns.allow_random_init})
+    if ns.checkpoint:  # messages name the option as typed here
+        settings = dataclasses.replace(settings, sources={**settings.sources, "checkpoints": "--checkpoint"})
     plans = model_plans(settings)
     if ns.model not in plans:
         raise EcgfmError(f"unknown model {ns.model!r} (known: {', '.join(sorted(plans))})")
     plan = plans[ns.model]
-    config = json.loads(ns.config) if ns.config else None
+    try:
+        notice = plan.random_init(settings.allow_random_init)
+    except CellSkip:
+        raise EcgfmError(f"no checkpoint for {ns.model}: expected {plan.expected} (pass --checkpoint PATH, set "
+                         "ECGFM_WEIGHTS_DIR, or --allow-random-init to embed with random weights)") from None
+    config = _json_object(ns.config, "--config")
+    leads = tuple(ns.leads.split(",")) if ns.leads is not None else None
+    raw = check_raw_input(_load_array(ns.input), ns.fs, leads, plan.spec.input_spec, pad=ns.pad, source=ns.input)
+    output = Path(ns.output).expanduser()
+    if output.is_dir() or not output.parent.is_dir():
+        raise EcgfmError("is a directory" if output.is_dir() else "the output's folder does not exist", ns.output)
+    for line in (notice, *raw.notes):
+        if line:
+            print(f"ecgfm-suite: warning: {line}", file=sys.stderr)
     loader = resolve_target(plan.spec.loader)
     encoder = loader(plan.spec, plan.checkpoint, config=config, device=settings.resolved_device())
-    x = np.load(ns.input, allow_pickle=False)
-    if x.ndim != 3:
-        raise EcgfmError(f"expected an array (N, leads, samples), got shape {x.shape}", ns.input)
-    leads = tuple(ns.leads.split(",")) if ns.leads else None
-    if leads is None:
-        from .data.records import STD_LEADS
-
-        leads = STD_LEADS[: x.shape[1]]
-    if len(leads) != x.shape[1]:
-        raise EcgfmError(f"--leads names {len(leads)} leads but the array has {x.shape[1]}", ns.input)
-    emb = embed_array(encoder, x, ns.fs, leads)
-    with atomic_open(ns.output, "wb") as fh:
-        np.save(fh, emb, allow_pickle=False)
+    emb = embed_array(encoder, raw.x, ns.fs, raw.leads)
+    try:
+        with atomic_open(output, "wb") as fh:
+            np.save(fh, emb, allow_pickle=False)
+    except OSError as exc:
+        raise EcgfmError(f"cannot write the embeddings: {exc.strerror or exc}", ns.output) from None
     print(f"wrote {emb.shape} embeddings to {ns.output}")
     return 0
 
 
+def _load_array(path: str) -> Any:
+    """The ``.npy`` array at ``path``: a missing, unreadable, pickled-object or non-``.npy`` file is a one-line
+    error naming it (numpy's own errors would surface as a traceback)."""
+    import numpy as np
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise EcgfmError("input file does not exist" if not file.exists() else "not a file", path)
+    try:
+        with open(file, "rb") as fh:
+            npy = fh.read(6).startswith((b"\x93NUMPY", b"PK\x03\x04"))  # numpy's header, or a zip (.npz)
+        x = np.load(file, allow_pickle=False) if npy else None
+    except (OSError, ValueError, EOFError) as exc:
+        raise EcgfmError(f"not a readable .npy array: {' '.join(str(exc).split())}", path) from None
+    if x is None:
+        raise EcgfmError("not a .npy file (it lacks numpy's header)", path)
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise EcgfmError("an .npz archive, not a .npy array", path)
+    return x
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    """``--config``'s JSON object, or None when not given; bad JSON or another JSON type is a one-line error."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EcgfmError(f"not valid JSON: {exc}", option) from None
+    if not isinstance(value, dict):
+        raise EcgfmError(f"expected a JSON object of constructor arguments, got {type(value).__name__}", option)
+    return value
+
+
 def cmd_download(ns: argparse.Namespace, extra: list[str]) -> int:
     from .data.download import download
-    from .settings import resolve
+    from .engine.settings import resolve
 
     data_dir = Path(ns.data_dir).expanduser() if ns.data_dir else resolve().data_dir
     paths = download(ns.datasets, data_dir, base_url=ns.base_url)
@@ -133,12 +207,34 @@ def cmd_download(ns: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_compare(ns: argparse.Namespace, extra: list[str]) -> int:
     """Gate stored results: B against A per cell; exit 1 on a regression or an incomparable cell."""
-    from .gate.compare import compare_paths, dumps
+    import warnings
 
-    thresholds = Path(ns.thresholds) if ns.thresholds else ROOT / "benchmarks" / "thresholds.yml"
+    from .engine.settings import resolve
+    from .gate.compare import compare_paths, dumps
+    from .gate.thresholds import ThresholdsWarning, thresholds_file
+
+    named_by: str | None
+    if ns.thresholds:  # a command-line path: relative to the working directory
+        path, named_by = Path(ns.thresholds).expanduser().absolute(), "--thresholds"
+    else:  # ECGFM_THRESHOLDS or the default, relative to the checkout (the pytest run's rootdir)
+        settings = resolve()
+        path, named_by = settings.thresholds, settings.sources.get("thresholds")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ThresholdsWarning)
+        thresholds = thresholds_file(path, root=ROOT, named_by=named_by)
+    for warning in caught:
+        print(f"ecgfm-suite: warning: {warning.message}", file=sys.stderr)
     result = compare_paths(Path(ns.run_a), Path(ns.run_b), thresholds)
     print(dumps(result) if ns.json else result.table())
     return 1 if result.failed else 0
+
+
+def _task_analyses(run: Any, n_boot: int) -> None:
+    """The analyses across models (CKA, label efficiency, comparisons): a shard holds only some models."""
+    from .engine.analyses import run_task_analyses
+    from .report.figures import figures_for
+
+    run_task_analyses(run, n_boot=n_boot, draw=figures_for)
 
 
 def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
@@ -153,7 +249,7 @@ def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
         plan = [line.strip() for line in Path(ns.plan).read_text().splitlines() if line.strip()]
     where = location(ns.output)
     with staged_run(where) as out:  # a URL output is written here, then uploaded with run.json last
-        merged = merge_runs(ns.runs, out, plan=plan)
+        merged = merge_runs(ns.runs, out, plan=plan, analyse=_task_analyses)
         print(leaderboard_text(merged.results))
         print(f"merged {len(merged.results)} cells from {len(merged.sources)} runs into {where}")
         if not ns.no_report:
@@ -185,13 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help=".npy array (N, leads, samples) in mV")
     p.add_argument("--fs", required=True, type=float, help="sampling rate of --input in Hz")
     p.add_argument("--leads", help="comma list of the input's lead names (default: the first N standard leads)")
+    p.add_argument("--pad", action="store_true",
+                   help="zero-pad records shorter than the model's window, as the benchmark does (else refused)")
+    p.add_argument("--allow-random-init", action="store_true",
+                   help="embed with random weights when the model's checkpoint is absent (printed as a warning)")
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_embed)
     p = sub.add_parser("compare", help="compare two stored runs cell by cell with CIs; exit 1 on a regression")
     p.add_argument("run_a", metavar="RUN_A", help="reference: run directory, its results.jsonl, or a baseline <model>.yml")
     p.add_argument("run_b", metavar="RUN_B", help="candidate, judged against RUN_A (same kinds of path)")
-    p.add_argument("--thresholds", help="thresholds file whose gate: section sets the tolerances "
-                                        "(default: benchmarks/thresholds.yml of this checkout)")
+    p.add_argument("--thresholds", help="thresholds file whose gate: section sets the tolerances; must exist "
+                                        "(default: ECGFM_THRESHOLDS, else benchmarks/thresholds.yml of this checkout)")
     p.add_argument("--json", action="store_true", help="print the per-cell comparison as JSON")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("merge", help="merge the run directories of shard jobs into one run, report and leaderboard")

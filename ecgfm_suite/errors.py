@@ -44,3 +44,41 @@ class CacheError(EcgfmError, OSError):
 
 class BaselineError(EcgfmError, ValueError):
     """A corrupt, hand-broken or incomparable baseline file."""
+
+
+class Skip(EcgfmError):
+    """Not an error: something that does not apply to the data or weights at hand. The engine turns it
+    into a pytest skip (and a listed reason in the report) whose message names what is missing."""
+
+
+class CellSkip(Skip):
+    """A cell cannot run here (data or weights absent, an empty split after exclusions)."""
+
+
+class TaskSkip(Skip):
+    """A task cannot be evaluated on the data at hand (missing label file, too few records)."""
+
+    def __init__(self, reason: str, path: str | Path | None = None, *, task: str | None = None) -> None:
+        self.task = task
+        super().__init__(reason, path)
+        if task:
+            self.args = (f"{task}: {self.args[0]}",)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        return _task_skip, (self.reason, self.path, self.task)  # type: ignore[return-value]
+
+
+def _task_skip(reason: str, path: str | None, task: str | None) -> TaskSkip:
+    return TaskSkip(reason, path, task=task)
+
+
+class AnalysisSkip(Skip):
+    """An analysis that does not apply here (e.g. transfer on a single-region task); the reason says why."""
+
+
+class EcgfmWarning(UserWarning):
+    """Something was wrong but the run could go on (a torn last line skipped); the message names the file."""
+
+
+class CacheWarning(EcgfmWarning):
+    """A cache entry could not be trusted, read or written: it costs a recompute, never a wrong answer."""

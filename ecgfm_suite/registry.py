@@ -64,3 +64,7 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return sorted(self._items.items())
+
+    def registered(self) -> list[tuple[str, T]]:
+        """In registration order (where the order means something, e.g. analyses that read others' output)."""
+        return list(self._items.items())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import EcgfmError, SpecError
+from .extras import require_for_url
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -112,6 +113,7 @@ def location(value: str | os.PathLike[str] | StorePath) -> Path | StorePath:
     if not is_url(value):
         return Path(value).expanduser()
     text = str(value).rstrip("/")
+    require_for_url(text)  # s3:// without s3fs: the extra to install, in one line
     try:
         fs, path = _split(text)
     except (ImportError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""The analysis stage: its store, record choice, probe refits that match the cells, and a real-data run."""
+"""The analysis stage: its store, record choice, probe refits that match the cells, the registry, and real-data runs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ecgfm_suite.analysis import stage
+from ecgfm_suite.analysis import input_attribution, inputs
+from ecgfm_suite.analysis.registry import ANALYSES, analyse_task, pair_analyses
+from ecgfm_suite.analysis.store import AnalysisStore, plain
+from ecgfm_suite.engine.analyses import AnalysisStage
 from ecgfm_suite.data.tasks import TASKS
-from ecgfm_suite.errors import DataError
+from ecgfm_suite.errors import AnalysisSkip, DataError
+from ecgfm_suite.probes import SeedProbe
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +27,7 @@ def analysis_cache_dir(request: pytest.FixtureRequest) -> Path:
 
 
 def test_store_round_trip_figures_skips_and_embeddings(tmp_path):
-    store = stage.AnalysisStore(tmp_path)
+    store = AnalysisStore(tmp_path)
     store.write("projection", "m-t", {"scores": {"silhouette": float("nan"), "k": np.int64(3)}, "coords": np.eye(2)})
     got = store.read("projection", "m-t")
     assert got == {"kind": "projection", "key": "m-t", "scores": {"silhouette": None, "k": 3},
@@ -42,8 +46,8 @@ def test_store_round_trip_figures_skips_and_embeddings(tmp_path):
 
 
 def test_plain_turns_nan_into_null_so_json_stays_strict():
-    assert stage.plain({"a": [np.float32(1.5), math.inf], "b": (np.nan,)}) == {"a": [1.5, None], "b": [None]}
-    json.dumps(stage.plain({"x": np.array([np.nan, 2.0])}), allow_nan=False)
+    assert plain({"a": [np.float32(1.5), math.inf], "b": (np.nan,)}) == {"a": [1.5, None], "b": [None]}
+    json.dumps(plain({"x": np.array([np.nan, 2.0])}), allow_nan=False)
 
 
 def _task(task_id: str, y: np.ndarray, split: np.ndarray) -> SimpleNamespace:
@@ -58,42 +62,73 @@ def test_choose_records_is_fixed_balanced_and_positive_first():
     y = rng.integers(0, 2, 200)
     split = np.where(np.arange(200) % 5 == 0, "test", "train")
     td = _task("ludb_lvh", y, split)
-    options = stage.StageOptions(input_records_per_class=2, input_max_records=4)
-    chosen = stage.choose_records(td, options)
-    assert chosen == stage.choose_records(td, options)  # the same records for every model
+    options = inputs.AnalysisOptions(input_records_per_class=2, input_max_records=4)
+    chosen = input_attribution.choose_records(td, options)
+    assert chosen == input_attribution.choose_records(td, options)  # the same records for every model
     assert all(split[i] == "test" for i in chosen) and len(set(chosen)) == 4
     assert [int(y[i]) for i in chosen] == [1, 0, 1, 0]
-    assert len(stage.choose_records(td, dataclasses.replace(options, input_max_records=3))) == 3
+    assert len(input_attribution.choose_records(td, dataclasses.replace(options, input_max_records=3))) == 3
 
 
 def test_lead_importance_summarises_the_richest_lead_layout():
     """A pooled task explains a CinC 2017 single-lead record beside 12-lead ones: shares come from the latter."""
     def rec(key, leads):
-        return stage.ExplainedRecord(key, np.zeros((len(leads), 10)), 500.0, tuple(leads))
+        return input_attribution.ExplainedRecord(key, np.zeros((len(leads), 10)), 500.0, tuple(leads))
 
     twelve = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
     explained = [(rec("cinc2017/A1", ["I"]), "a1"), (rec("ptbxl/1", twelve), "p1"), (rec("ludb/2", twelve), "l2"),
                  (rec("code15/3", twelve[:6]), "c3")]
-    names, chosen = stage.richest_layout(explained)
+    names, chosen = input_attribution.richest_layout(explained)
     assert names == list(twelve)
     assert [(r.key, att) for r, att in chosen] == [("ptbxl/1", "p1"), ("ludb/2", "l2")]
-    assert stage.richest_layout(explained[:1])[0] == ["I"]
+    assert input_attribution.richest_layout(explained[:1])[0] == ["I"]
 
 
 def test_headline_level_prefers_the_most_data():
-    assert stage.headline_level(["frac10", "frac100", "shot10"]) == "frac100"
-    assert stage.headline_level(["shot5", "frac25", "frac5"]) == "frac25"
-    assert stage.headline_level(["shot5", "shot20"]) == "shot20"
+    assert inputs.headline_level(["frac10", "frac100", "shot10"]) == "frac100"
+    assert inputs.headline_level(["shot5", "frac25", "frac5"]) == "frac25"
+    assert inputs.headline_level(["shot5", "shot20"]) == "shot20"
 
 
 def test_label_efficiency_and_comparison_skip_with_reasons(tmp_path):
-    with pytest.raises(stage.AnalysisSkip, match="two finished scarcity levels"):
-        stage.label_efficiency([], "ludb_lvh")
-    run_dir = SimpleNamespace(load_scores=lambda cell_id: (_ for _ in ()).throw(FileNotFoundError(cell_id)))
-    with pytest.raises(stage.AnalysisSkip, match="comparison needs 2"):
-        stage.comparison(run_dir, [], "ludb_lvh", "frac10", n_boot=10, seed=0)
-    with pytest.raises(stage.AnalysisSkip, match="CKA needs"):
-        stage.cka(stage.AnalysisStore(tmp_path), "ludb_lvh")
+    run_dir = SimpleNamespace(results=lambda: [], load_scores=lambda cell_id: (_ for _ in ()).throw(FileNotFoundError()))
+
+    def task_inputs(level=None):
+        return inputs.TaskInputs(run_dir=run_dir, store=AnalysisStore(tmp_path), task="ludb_lvh", level=level,
+                                 options=inputs.AnalysisOptions(), n_boot=10)
+
+    with pytest.raises(AnalysisSkip, match="two finished scarcity levels"):
+        analyse_task("label_efficiency", task_inputs())
+    with pytest.raises(AnalysisSkip, match="comparison needs 2"):
+        analyse_task("comparison", task_inputs("frac10"))
+    with pytest.raises(AnalysisSkip, match="CKA needs"):
+        analyse_task("cka", task_inputs())
+    assert set(AnalysisStore(tmp_path).entries("skipped")) == {
+        "label_efficiency.ludb_lvh", "comparison.ludb_lvh-frac10", "cka.ludb_lvh"}
+    with pytest.raises(DataError, match="per column"):
+        analyse_task("comparison", task_inputs())
+
+
+def test_registry_lists_every_analysis_with_a_scope_and_its_invariants():
+    assert [n for n, _ in ANALYSES.registered()] == [
+        "dimension_attribution", "input_attribution", "projection", "representation", "transfer", "cka",
+        "label_efficiency", "comparison"]
+    assert pair_analyses("ludb_lvh") == ["dimension_attribution", "input_attribution", "projection", "representation"]
+    assert pair_analyses("sex")[-1] == "transfer"
+    assert ANALYSES.get("representation").check({"rankme": 0.5, "n_records": 10, "embed_dim": 4})
+    assert ANALYSES.get("representation").check({"rankme": 2.0, "n_records": 10, "embed_dim": 4}) == []
+
+
+def test_a_payload_that_breaks_its_invariants_is_an_error_not_a_stored_number(tmp_path, monkeypatch):
+    from ecgfm_suite.analysis import label_efficiency
+
+    bad = inputs.Output({"task": "ludb_lvh", "models": {"m": {"points": [], "reach": 2.0}}})
+    monkeypatch.setattr(label_efficiency, "run", lambda _: bad)
+    task_inputs = inputs.TaskInputs(run_dir=None, store=AnalysisStore(tmp_path), task="ludb_lvh", level=None,
+                                    options=inputs.AnalysisOptions(), n_boot=10)
+    with pytest.raises(DataError, match="label_efficiency ludb_lvh: broken invariants: m: 0 points"):
+        analyse_task("label_efficiency", task_inputs)
+    assert AnalysisStore(tmp_path).read("label_efficiency", "ludb_lvh") is None
 
 
 @pytest.mark.slow
@@ -102,40 +137,40 @@ def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_
     test records as the cell did, and each per-(model, task) analysis writes a consistent result."""
     from ecgfm_suite.report.figures import figures_for
     from ecgfm_suite.results import RunDir
-    from ecgfm_suite.runner import Runner, run_cell
-    from ecgfm_suite.plan import CellSpec
-    from ecgfm_suite.settings import resolve
+    from ecgfm_suite.engine.runner import Runner, run_cell
+    from ecgfm_suite.results.cell import CellSpec
+    from ecgfm_suite.engine.settings import resolve
 
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
                         "tasks": "ludb_lvh", "scarcity": "frac10,frac100", "seeds": "2", "n_boot": "50"}, env={})
     runner = Runner(settings)
     run = RunDir.create(tmp_path, "run")
-    session = stage.StageSession(runner, run, draw=figures_for,
-                                 options=stage.StageOptions(input_max_records=2, input_budget_s=2.0))
+    session = AnalysisStage(runner, run, runner.plan(), draw=figures_for,
+                            options=inputs.AnalysisOptions(input_max_records=2, input_budget_s=2.0))
     encoder = session.encoder("random_cnn")
     out = run_cell(runner, CellSpec(model="random_cnn", task="ludb_lvh", scarcity="frac10"), encoder)
     data = session.data("random_cnn", "ludb_lvh")
-    handed = stage.probe_runs(data, "frac10")  # the cell's own probes, handed over by the runner once
+    handed = inputs.probe_runs(data, "frac10")  # the cell's own probes, handed over by the runner once
     assert runner.take_probes("random_cnn-ludb_lvh-frac10") is None and "frac100" not in data.fitted
     test = data.X[data.rows("test")]
     assert np.array_equal(np.stack([r.probe.predict_scores(test) for r in handed]), out.test_scores)
-    refit = stage._refit(data, "frac10")  # what a process that did not run the cell explains
+    refit = inputs.refit(data, "frac10")  # what a process that did not run the cell explains
     assert [r.seed for r in refit] == [r.seed for r in handed]
     assert all(np.array_equal(a.train_rows, b.train_rows) for a, b in zip(refit, handed))
     np.testing.assert_allclose(np.stack([r.probe.predict_scores(test) for r in refit]), out.test_scores,
                                rtol=1e-6, atol=1e-7)
     assert np.array_equal(np.asarray(data.task.keys)[data.rows("test")], out.test_keys)
 
-    dims = session.run_model_task("dimension_attribution", "random_cnn", "ludb_lvh")
+    dims = session.run_pair_analysis("dimension_attribution", "random_cnn", "ludb_lvh")
     assert set(dims["cells"]) == {"random_cnn-ludb_lvh-frac10", "random_cnn-ludb_lvh-frac100"}
     assert dims["cells"]["random_cnn-ludb_lvh-frac100"]["outputs"]["lvh"]["seed_stability"] == 1.0  # same data
-    inputs = session.run_model_task("input_attribution", "random_cnn", "ludb_lvh")
-    assert len(inputs["records"]) == 2 and all(r["additivity_error"] < 1e-5 for r in inputs["records"])
-    assert sum(inputs["lead_importance"]["lvh"]["share"].values()) == pytest.approx(1.0)
-    rep = session.run_model_task("representation", "random_cnn", "ludb_lvh")
+    explained = session.run_pair_analysis("input_attribution", "random_cnn", "ludb_lvh")
+    assert len(explained["records"]) == 2 and all(r["additivity_error"] < 1e-5 for r in explained["records"])
+    assert sum(explained["lead_importance"]["lvh"]["share"].values()) == pytest.approx(1.0)
+    rep = session.run_pair_analysis("representation", "random_cnn", "ludb_lvh")
     assert 1 < rep["rankme"] <= 256
-    with pytest.raises(stage.AnalysisSkip, match="not a pooled"):
-        session.run_model_task("transfer", "random_cnn", "ludb_lvh")
+    with pytest.raises(AnalysisSkip, match="not a pooled"):
+        session.run_pair_analysis("transfer", "random_cnn", "ludb_lvh")
     store = session.store
     assert store.read("tasks", "ludb_lvh")["classes"] == ["no_lvh", "lvh"]
     assert store.entries("skipped")["transfer.random_cnn-ludb_lvh"]["reason"].startswith("task ludb_lvh is not")
@@ -145,13 +180,11 @@ def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_
 
 def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
     """Fitted probes wait for the analysis stage in insertion order; past the cap the oldest go (refitted)."""
-    from types import SimpleNamespace
-
-    from ecgfm_suite import runner as runner_module
+    from ecgfm_suite.engine import runner as runner_module
 
     keeper = runner_module.Runner.__new__(runner_module.Runner)
     keeper._probes, keeper._probe_bytes = {}, 0
-    run = runner_module.SeedProbe(0, np.arange(1000, dtype=np.int64), SimpleNamespace(estimator=None))
+    run = SeedProbe(0, np.arange(1000, dtype=np.int64), SimpleNamespace(estimator=None))
     assert run.nbytes == 8000
     monkeypatch.setattr(runner_module, "PROBE_MEMO_BYTES", 20_000)
     for i in range(4):
@@ -165,11 +198,11 @@ def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
 def test_worker_processes_give_the_analyses_of_the_session_process(data_dir, tmp_path, analysis_cache_dir):
     """With several cores the session hands every pair's analyses to worker processes; their payloads (timings
     and the time-budgeted input attribution's resolution aside) equal those computed in the session's process."""
-    from ecgfm_suite.plan import CellSpec
+    from ecgfm_suite.results.cell import CellSpec
     from ecgfm_suite.report.figures import figures_for
     from ecgfm_suite.results import RunDir
-    from ecgfm_suite.runner import Runner, run_cell
-    from ecgfm_suite.settings import resolve
+    from ecgfm_suite.engine.runner import Runner, run_cell
+    from ecgfm_suite.engine.settings import resolve
 
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
                         "tasks": "ludb_lvh,ludb_sex", "scarcity": "frac100", "seeds": "2", "n_boot": "50"}, env={})
@@ -180,11 +213,11 @@ def test_worker_processes_give_the_analyses_of_the_session_process(data_dir, tmp
         for task in ("ludb_lvh", "ludb_sex"):
             run_cell(runner, CellSpec(model="random_cnn", task=task, scarcity="frac100"),
                      runner.load_encoder("random_cnn"))
-        session = stage.StageSession(runner, run, draw=figures_for)
+        session = AnalysisStage(runner, run, runner.plan(), draw=figures_for)
         got = {}
         for task in ("ludb_lvh", "ludb_sex"):
-            for name in stage.pair_analyses(task):
-                payload = stage.plain(session.run_model_task(name, "random_cnn", task))
+            for name in pair_analyses(task):
+                payload = plain(session.run_pair_analysis(name, "random_cnn", task))
                 payload.pop("seconds")
                 if name == "input_attribution":  # its resolution follows the measured time per evaluation
                     assert all(r["additivity_error"] < 1e-5 for r in payload["records"])

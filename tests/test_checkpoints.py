@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from ecgfm_suite.errors import CheckpointError
-from ecgfm_suite.models.checkpoints import Stub, load_safetensors, load_torch, match_state_dict
+from ecgfm_suite.models.checkpoints import (
+    Stub,
+    load_safetensors,
+    load_torch,
+    match_state_dict,
+)
 
 
 class Evil:
@@ -107,3 +112,28 @@ def test_raw_pickle_protocol_is_never_used(tmp_path):
     with pytest.raises(CheckpointError):
         load_torch(path)
     assert not os.path.exists("/tmp/ecgfm_pwned")
+
+
+def test_checkpoint_problem_names_why_a_named_checkpoint_cannot_load(tmp_path):
+    from ecgfm_suite.models.checkpoints import checkpoint_problem
+
+    good = tmp_path / "w.pt"
+    good.write_bytes(b"PK\x03\x04")
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    assert checkpoint_problem(good, "ecg_fm") is None
+    assert checkpoint_problem(tmp_path / "typo.pt", "ecg_fm") == "does not exist"
+    assert checkpoint_problem(tmp_path, "ecg_fm") == "is a directory; the ecg_fm family reads one checkpoint file"
+    assert checkpoint_problem(tmp_path, "hubert_ecg") is None  # a Hugging Face model folder
+    assert checkpoint_problem(tmp_path, "onnx") is not None
+    assert checkpoint_problem(empty, "merl") == "is an empty file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_checkpoint_problem_unreadable(tmp_path):
+    from ecgfm_suite.models.checkpoints import checkpoint_problem
+
+    locked = tmp_path / "w.pt"
+    locked.write_bytes(b"PK\x03\x04")
+    locked.chmod(0)
+    assert checkpoint_problem(locked, "ecg_fm") == "cannot be read (permissions)"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ecgfm_suite.embeddings.cache import EmbeddingCache
+from ecgfm_suite.errors import CacheWarning
 
 DESC = {"model": "m", "checkpoint_sha256": "abc", "dataset": "ludb", "records": "r1"}
 
@@ -41,7 +42,8 @@ def test_corrupt_entry_is_recomputed(tmp_path):
     entry = cache.entry_dir(cache.key(DESC))
     (entry / "emb.npy").write_bytes(b"garbage")
     calls = []
-    again = cache.get_or_compute(DESC, _compute(calls=calls))
+    with pytest.warns(CacheWarning, match="emb.npy: embedding cache file changed"):
+        again = cache.get_or_compute(DESC, _compute(calls=calls))
     assert calls == [1] and not again.hit
     assert cache.get_or_compute(DESC, _compute()).hit
 

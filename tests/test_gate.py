@@ -20,15 +20,21 @@ from hypothesis import strategies as st
 # import what planning cells imports before any inner run (as tests/test_plugin.py does).
 import ecgfm_suite.data.scarcity  # noqa: F401
 import ecgfm_suite.data.tasks.build  # noqa: F401
-import ecgfm_suite.runner  # noqa: F401
+import ecgfm_suite.engine.runner  # noqa: F401
 from ecgfm_suite import __version__
 from ecgfm_suite.cli import main as cli_main
 from ecgfm_suite.errors import BaselineError, SpecError
-from ecgfm_suite.gate.baselines import (Baseline, BaselineEntry, BaselineStore, digest_test_records,
-                                        preprocessing_sha256)
+from ecgfm_suite.gate.baselines import (
+    Baseline,
+    BaselineEntry,
+    BaselineStore,
+    content_sha256,
+    digest_test_records,
+    preprocessing_sha256,
+)
 from ecgfm_suite.gate.compare import compare_runs, load_entries
 from ecgfm_suite.gate.floors import Floors
-from ecgfm_suite.gate.regression import GateConfig, Status, Tolerance, compare
+from ecgfm_suite.gate.regression import GateConfig, Status, Tolerance, compare, decide
 from ecgfm_suite.gate.session import Gate
 from ecgfm_suite.results import CellResult, MetricSummary, RunDir
 
@@ -85,16 +91,17 @@ def test_written_file_is_sorted_rounded_alias_free_and_round_trips(tmp_path):
     assert list(raw) == ["header", "results"]
     assert list(raw["header"]) == sorted(raw["header"])
     assert list(raw["results"]) == sorted(r.cell_id for r in results)
-    for item in raw["results"].values():
-        assert list(item) == sorted(item)
-    sex = raw["results"]["m-ludb_sex-frac100"]
+    for items in raw["results"].values():
+        assert len(items) == 1 and list(items[0]) == sorted(items[0])
+    sex = raw["results"]["m-ludb_sex-frac100"][0]
     assert sex["value"] == 0.7366 and sex["seeds"] == [0, 1] and sex["datasets"] == ["ludb"]
     assert sex["test_records_sha256"] == hashlib.sha256(json.dumps(sorted(KEYS), separators=(",", ":")).encode()
                                                         ).hexdigest()
-    assert raw["results"]["m-ludb_lvh-frac10"]["se"] == 0.0812
+    assert raw["results"]["m-ludb_lvh-frac10"][0]["se"] == 0.0812
     assert raw["header"] == {"checkpoint_sha256": SHA_A, "dataset_versions": {"ludb": "1.0.1"}, "model": "m",
-                             "preprocessing_sha256": preprocessing_sha256(SPEC), "schema_version": 1,
-                             "suite_version": __version__}
+                             "preprocessing_sha256": preprocessing_sha256(SPEC), "schema_version": 2,
+                             "suite_version": __version__, "entries": 3,
+                             "content_sha256": content_sha256(raw["header"], raw["results"])}
     assert "seeds: [0, 1]" in text  # scalar lists inline, for one-line diffs
     again = Baseline.load(path)
     assert again.entries == baseline.entries
@@ -103,19 +110,44 @@ def test_written_file_is_sorted_rounded_alias_free_and_round_trips(tmp_path):
 
 def test_partial_update_records_what_each_entry_was_measured_with(tmp_path):
     old = [entry(f"m-ludb_{t}-frac100", 0.7) for t in ("sex", "lvh", "axis")]
-    new = entry("m-ludb_sex-frac100", 0.8, checkpoint=SHA_B, versions={"ludb": "1.0.2"})
+    new = entry("m-ludb_sex-frac100", 0.8, checkpoint=SHA_B)  # same data: replaces the entry
     baseline = Baseline(model="m").with_entries(old).with_entries([new])
     raw = yaml.safe_load(baseline.to_yaml())
     assert raw["header"]["checkpoint_sha256"] == SHA_A  # what most entries were measured with
-    assert raw["results"]["m-ludb_sex-frac100"]["recorded_with"] == {
-        "checkpoint_sha256": SHA_B, "dataset_versions": {"ludb": "1.0.2"}}
-    assert "recorded_with" not in raw["results"]["m-ludb_lvh-frac100"]
+    [sex] = raw["results"]["m-ludb_sex-frac100"]
+    assert sex["value"] == 0.8 and sex["recorded_with"] == {"checkpoint_sha256": SHA_B}
+    assert "recorded_with" not in raw["results"]["m-ludb_lvh-frac100"][0]
     parsed = Baseline.parse(baseline.to_yaml(), tmp_path / "m.yml", model="m")
-    assert parsed.entries["m-ludb_sex-frac100"] == new
-    assert parsed.entries["m-ludb_lvh-frac100"].checkpoint_sha256 == SHA_A
+    assert parsed.entries["m-ludb_sex-frac100"] == (new,)
+    assert parsed.entries["m-ludb_lvh-frac100"][0].checkpoint_sha256 == SHA_A
+
+
+def test_entries_for_other_data_coexist_and_each_applies_to_its_own_data(tmp_path):
+    reference = entry("m-ludb_sex-frac100", 0.7)
+    newer = entry("m-ludb_sex-frac100", 0.8, versions={"ludb": "1.0.2"})
+    subset = entry("m-ludb_sex-frac100", 0.6, test_keys=KEYS[:-1], n_test=39)
+    baseline = Baseline(model="m").with_entries([reference, newer, subset])
+    assert len(baseline) == 3 and baseline.match(newer) == newer and baseline.match(subset) == subset
+    raw = yaml.safe_load(baseline.to_yaml())
+    assert raw["header"]["entries"] == 3 and len(raw["results"]["m-ludb_sex-frac100"]) == 3
+    assert [e.get("recorded_with") for e in raw["results"]["m-ludb_sex-frac100"]] == [
+        None, None, {"dataset_versions": {"ludb": "1.0.2"}}]
+    parsed = Baseline.parse(baseline.to_yaml(), tmp_path / "m.yml", model="m")
+    assert parsed.entries == baseline.entries
+    # only_missing adds an entry for new data and leaves the entry for the same data alone
+    again = parsed.with_entries([entry("m-ludb_sex-frac100", 0.1), entry("m-ludb_sex-frac100", 0.9,
+                                                                         versions={"ludb": "2.0"})], only_missing=True)
+    assert len(again) == 4 and again.match(reference).value == 0.7
+    # an entry whose test records are unknown replaces, and matches, none of two entries it cannot tell apart
+    unknown = entry("m-ludb_sex-frac100", 0.5, test_keys=None)
+    assert baseline.match(unknown) is None
+    merged = baseline.with_entries([unknown])
+    assert len(merged) == 4 and merged.match(unknown) == unknown
+    assert Baseline.parse(merged.to_yaml(), tmp_path / "m.yml", model="m").entries == merged.entries
 
 
 GOOD = Baseline(model="m").with_entries([entry("m-ludb_sex-frac100", 0.7)]).to_yaml()
+TWO = Baseline(model="m").with_entries([entry("m-ludb_sex-frac100", 0.7), entry("m-ludb_lvh-frac100", 0.7)]).to_yaml()
 
 
 def _edit(old: str, new: str) -> str:
@@ -128,7 +160,7 @@ def _edit(old: str, new: str) -> str:
     (GOOD[: GOOD.index("metric:")], "missing"),  # truncated mid-entry
     ("\x00\x01garbage: [[[", "not valid YAML"),
     ("- 1\n- 2\n", "exactly the keys 'header' and 'results'"),
-    (_edit("    ci_high:", "    ci_high: &x 0.8\n    extra: *x\n    ci_hig:"), "aliases"),
+    (_edit("  - ci_high:", "  - ci_high: &x 0.8\n    extra: *x\n    ci_hig:"), "aliases"),
     (_edit("results:\n", "results:\n  m-ludb_sex-frac100: {}\n"), "duplicate key 'm-ludb_sex-frac100'"),
     (_edit("value: 0.7", "value: '0.7'"), "value must be a finite number"),
     (_edit("value: 0.7", "value: .nan"), "value must be a finite number"),
@@ -137,7 +169,8 @@ def _edit(old: str, new: str) -> str:
     (_edit("    se: 0.05\n", ""), "missing se"),
     (_edit("    se: 0.05\n", "    se: 0.05\n    sd: 0.1\n"), "unknown sd"),
     (_edit("metric: auroc", "metric: accuracy"), "unknown metric 'accuracy'"),
-    (_edit("schema_version: 1", "schema_version: 2"), "newer than this suite's"),
+    (_edit("schema_version: 2", "schema_version: 3"), "newer than this suite's"),
+    (_edit("schema_version: 2", "schema_version: 0"), "unsupported baseline schema 0"),
     (_edit("model: m", "model: other"), "named for model 'm'"),
     (_edit(f"checkpoint_sha256: {SHA_A}", "checkpoint_sha256: abc"), "64 lower-case hex digits"),
     (_edit("ludb: 1.0.1", "ludb: 1.0"), "quote them"),
@@ -147,6 +180,19 @@ def _edit(old: str, new: str) -> str:
     (_edit("seeds: [0, 1]", "seeds: 3"), "seeds must be a non-empty list"),
     (_edit("n_test: 40", "n_test: 0"), "n_test must be a positive integer"),
     (_edit("test_records_sha256: ", "test_records_sha256: x"), "test_records_sha256 must be 64"),
+    # ids and digests with a trailing newline ("$" of re.match matches before it)
+    (_edit(f"sha256: {digest_test_records(KEYS)}", f'sha256: "{digest_test_records(KEYS)}\\n"'),
+     "test_records_sha256 must be 64"),
+    (_edit("model: m", 'model: "m\\n"'), "header.model must be a model id"),
+    (_edit("  m-ludb_sex-frac100:", '  "m-ludb_sex-frac100\\n":'), "not a cell id"),
+    # integrity: a file cut at an entry boundary, or edited without the writer
+    (TWO[: TWO.index("  m-ludb_sex-frac100:")], "header.entries says 2 entries but the file holds 1"),
+    (TWO[: TWO.index("results:")] + "results:\n", "header.entries says 2 entries but the file holds 0"),
+    (_edit("value: 0.7", "value: 0.8"), "content_sha256 does not match the file's content"),
+    (_edit("entries: 1", "entries: 0"), "header.entries says 0 entries but the file holds 1"),
+    (_edit("  entries: 1\n", ""), "header: missing entries"),
+    (_edit("  - ci_high:", "    ci_high:"), "must be a non-empty list of entries"),
+    (GOOD + GOOD[GOOD.index("  - ci_high:"):], "a second entry for the same data"),
 ])
 def test_corrupted_or_hand_edited_baseline_is_a_clear_error(tmp_path, text, reason):
     path = tmp_path / "m.yml"
@@ -158,8 +204,38 @@ def test_corrupted_or_hand_edited_baseline_is_a_clear_error(tmp_path, text, reas
     assert "--ecgfm-update-baselines" in str(err.value)  # and how to get out of it
 
 
+def test_schema_1_files_are_still_read(tmp_path):
+    raw = yaml.safe_load(GOOD)
+    for key in ("entries", "content_sha256"):
+        del raw["header"][key]
+    raw["header"]["schema_version"] = 1
+    raw["results"] = {cell: items[0] for cell, items in raw["results"].items()}  # schema 1: one entry per cell
+    path = tmp_path / "m.yml"
+    path.write_text(yaml.safe_dump(raw))
+    old = Baseline.load(path)
+    assert old.entries == Baseline.parse(GOOD, path, model="m").entries
+    old.write(path)  # written back as schema 2
+    assert Baseline.load(path).entries == old.entries and "schema_version: 2" in path.read_text()
+    raw["results"]["m-ludb_sex-frac100"] = [raw["results"]["m-ludb_sex-frac100"]]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(BaselineError, match="must be a mapping"):
+        Baseline.load(path)
+
+
+def test_committed_baselines_read_with_their_integrity_checked():
+    directory = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines"
+    for path in sorted(directory.glob("*.yml")):
+        if path.name.endswith(".obtained.yml"):
+            continue
+        baseline = Baseline.load(path)
+        raw = yaml.safe_load(path.read_text())
+        assert raw["header"]["schema_version"] == 2 and raw["header"]["entries"] == len(baseline) > 0
+        assert baseline.to_yaml() == path.read_text()  # exactly what the writer writes
+
+
 def test_ci_bounds_swapped_is_an_error(tmp_path):
     text = GOOD.replace("ci_high:", "tmp_high:").replace("ci_low:", "ci_high:").replace("tmp_high:", "ci_low:")
+    assert text != GOOD
     with pytest.raises(BaselineError, match="ci_low .* > ci_high"):
         Baseline.parse(text, tmp_path / "m.yml", model="m")
 
@@ -257,6 +333,30 @@ def test_failure_message_names_checkpoint_and_preprocessing_differences():
 def test_no_entry_is_new_and_passes():
     c = compare(entry("m-ludb_sex-frac100", 0.8), None, Tolerance())
     assert c.status is Status.NEW and not c.failed
+    assert decide(entry("m-ludb_sex-frac100", 0.8), (), Tolerance()).status is Status.NEW
+
+
+def test_a_cell_is_compared_with_the_entry_for_its_own_data():
+    reference = entry("m-ludb_sex-frac100", 0.8)
+    release = entry("m-ludb_sex-frac100", 0.6, test_keys=[f"ludb/{i}" for i in range(1000)], n_test=1000)
+    entries = (reference, release)
+    assert decide(entry("m-ludb_sex-frac100", 0.6), entries, Tolerance()).status is Status.REGRESSED
+    on_release = decide(release, entries, Tolerance())
+    assert on_release.status is Status.PASS and on_release.base == release
+    # other data: passes as "no baseline for this data", naming how it differs; strict: fails naming it
+    real = entry("m-ludb_sex-frac100", 0.5, test_keys=KEYS[:30], n_test=30)
+    c = decide(real, entries, Tolerance())
+    assert c.status is Status.NO_BASELINE_FOR_DATA and not c.failed and c.n_entries == 2
+    assert "no baseline for this data (ludb 1.0.1, test records " in c.message()
+    assert "test records differ from the baseline's (30 here" in c.message()
+    c = decide(real, entries, Tolerance(), strict=True)
+    assert c.status is Status.INCOMPARABLE and c.failed
+    assert "None of its 2 entries was measured on this data" in c.message() and "--ecgfm-baselines-dir" in c.message()
+    newer = decide(entry("m-ludb_sex-frac100", 0.5, versions={"ludb": "1.0.2"}), entries, Tolerance(), strict=True)
+    assert "dataset ludb is version 1.0.2 here but 1.0.1 in the baseline" in newer.message()
+    # a different main metric is no question of data: never passes
+    metric = decide(entry("m-ludb_sex-frac100", 0.8, metric="auprc"), entries, Tolerance())
+    assert metric.status is Status.INCOMPARABLE and "main metric is auprc here but auroc" in metric.message()
 
 
 # ---------------------------------------------------------------------------------------- tolerances
@@ -290,15 +390,55 @@ def test_bad_gate_section_names_the_file_and_key(tmp_path, section, reason):
     assert reason in str(err.value) and str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("tasks: {ludb_sx: 0.6}", "tasks.ludb_sx: unknown task 'ludb_sx'; did you mean ludb_sex"),
+    ("tasks: {cinc2017_af: 2.0}", ("tasks.cinc2017_af: floor 2.0 is outside the range of cinc2017_af's main metric "
+                                   "auroc [0, 1]")),
+    ("tasks: {ludb_sex: -0.1}", "tasks.ludb_sex: floor -0.1 is outside the range"),
+    ("tasks: {ludb_age: -1}", "tasks.ludb_age: floor -1 is outside the range of ludb_age's main metric mae [0, inf]"),
+    ("tasks: {ludb_sex: .nan}", "tasks.ludb_sex must be a finite number"),
+    ("tasks: {ludb_sex: '0.6'}", "tasks.ludb_sex must be a finite number, got '0.6'"),
+    ("tasks: [ludb_sex]", "tasks must map task ids to floors"),
+    ("models: {m: 0.6}", "models.m must map task ids to floors"),
+    ("models: {m: {ludb_sx: 0.6}}", "models.m.ludb_sx: unknown task 'ludb_sx'"),
+    ("models: {m: {ludb_sx: {frac10: 0.6}}}", "models.m.ludb_sx: unknown task 'ludb_sx'"),
+    ("models: {m: {ludb_sex: {frac10: 1.5}}}", "models.m.ludb_sex.frac10: floor 1.5 is outside the range"),
+    ("models: {m: {ludb_sex: {fraction10: 0.6}}}", "models.m.ludb_sex.fraction10:"),
+    ("tasks: {ludb_sex: 0.6, ludb_sex: 0.7}", "not valid YAML: duplicate key 'ludb_sex'"),
+    ("tasks: {ludb_sex: [0.6}", "not valid YAML:"),
+    ("task: {ludb_sex: 0.6}", "unknown keys ['task']"),
+])
+def test_bad_floor_names_the_file_and_key_in_one_line(tmp_path, text, reason):
+    path = tmp_path / "thresholds.yml"
+    path.write_text(f"schema_version: 1\n{text}\n")
+    with pytest.raises(SpecError) as err:
+        Floors.load(path)
+    assert reason in str(err.value) and str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    with pytest.raises(SpecError):
+        Gate(thresholds=path, baselines_dir=tmp_path)
+
+
+def test_valid_floors_per_task_model_and_level(tmp_path):
+    path = tmp_path / "thresholds.yml"
+    path.write_text("schema_version: 1\ntasks: {ludb_sex: 0.6, ludb_age: 20}\n"
+                    "models: {m: {ludb_sex: {frac10: 0.55}, ludb_lvh: 0.5}}\n")
+    floors = Floors.load(path)
+    spec = r_cell(result("m-ludb_sex-frac10", 0.7))
+    assert floors.floor_for(spec) == 0.55 and floors.floor_for(r_cell(result("m-ludb_lvh-frac100", 0.7))) == 0.5
+    assert floors.floor_for(r_cell(result("x-ludb_age-frac100", 10))) == 20.0
+    committed = Floors.load(Path(__file__).resolve().parents[1] / "benchmarks" / "thresholds.yml")
+    assert committed.tasks  # the committed file passes its own checks
+
+
 # ---------------------------------------------------------------------------------------- session updates
 
 CELLS = ("m-ludb_sex-frac100", "m-ludb_lvh-frac100", "m-ludb_axis-frac100")
 
 
-def _gate(tmp_path: Path, update: str | None, floors: str = "") -> Gate:
+def _gate(tmp_path: Path, update: str | None, floors: str = "", strict: bool = False) -> Gate:
     thresholds = tmp_path / "thresholds.yml"
     thresholds.write_text(f"schema_version: 1\n{floors}")
-    return Gate(thresholds=thresholds, baselines_dir=tmp_path / "baselines", update=update)
+    return Gate(thresholds=thresholds, baselines_dir=tmp_path / "baselines", update=update, strict=strict)
 
 
 def test_without_baseline_cells_pass_and_an_obtained_file_is_written(tmp_path):
@@ -313,7 +453,7 @@ def test_without_baseline_cells_pass_and_an_obtained_file_is_written(tmp_path):
 
 
 def r_cell(r: CellResult):
-    from ecgfm_suite.plan import CellSpec
+    from ecgfm_suite.results.cell import CellSpec
 
     return CellSpec.from_id(r.cell_id)
 
@@ -331,7 +471,7 @@ def test_update_all_rewrites_only_changed_cells_that_passed_their_floor(tmp_path
     summary = gate.finish(new)
     after = Baseline.load(path)
     assert summary.updated == ("m-ludb_lvh-frac100",)  # sex unchanged, axis failed its floor
-    assert after.entries["m-ludb_lvh-frac100"].value == 0.5
+    assert after.for_cell("m-ludb_lvh-frac100")[0].value == 0.5
     assert after.entries["m-ludb_axis-frac100"] == before.entries["m-ludb_axis-frac100"]
     assert "m-ludb_axis-frac100" in summary.refused
 
@@ -344,7 +484,7 @@ def test_update_new_only_adds_missing_entries_and_still_gates_the_others(tmp_pat
     summary = gate.finish(new)
     after = Baseline.load(tmp_path / "baselines" / "m.yml")
     assert summary.updated == (CELLS[1],)
-    assert after.entries[CELLS[0]].value == 0.7 and after.entries[CELLS[1]].value == 0.6
+    assert after.for_cell(CELLS[0])[0].value == 0.7 and after.for_cell(CELLS[1])[0].value == 0.6
 
 
 def test_update_prunes_the_obtained_file(tmp_path):
@@ -355,6 +495,41 @@ def test_update_prunes_the_obtained_file(tmp_path):
     assert sorted(Baseline.load(obtained).entries) == sorted(CELLS[1:])
     summary = _gate(tmp_path, "new-only").finish([result(c, 0.7) for c in CELLS[1:]])
     assert not obtained.exists() and summary.removed == (str(obtained),)
+
+
+def test_cell_without_an_entry_for_its_data_passes_records_and_is_counted(tmp_path):
+    reference = [result(c, 0.7) for c in CELLS]
+    _gate(tmp_path, "all").finish(reference, dict.fromkeys(CELLS, digest_test_records(KEYS)))
+    path = tmp_path / "baselines" / "m.yml"
+    other_keys = [f"ptbxl/{i}" for i in range(40)]
+    shas = {CELLS[0]: digest_test_records(KEYS), CELLS[1]: digest_test_records(other_keys),
+            CELLS[2]: digest_test_records(KEYS)}
+    runs = [result(CELLS[0], 0.7), result(CELLS[1], 0.2), result(CELLS[2], 0.3)]
+    verdicts = {r.cell_id: _gate(tmp_path, None).check(r_cell(r), r, other_keys if r.cell_id == CELLS[1] else KEYS)
+                for r in runs}
+    assert verdicts[CELLS[1]].status == "no_baseline_for_data" and not verdicts[CELLS[1]].failures
+    assert verdicts[CELLS[2]].status == "regressed" and verdicts[CELLS[2]].failures
+    summary = _gate(tmp_path, None).finish(runs, shas)
+    assert summary.counts() == {"compared": 2, "regressed": 1, "improved": 0, "within_tolerance": 1,
+                                "no_baseline_for_data": 1, "no_baseline_entry": 0, "not_comparable": 0}
+    lines = summary.lines()
+    assert "no baseline for this data (1; passed, results in the obtained file; a strict gate fails them):" in lines
+    assert lines[-1] == ("gate: 2 cell(s) compared with their baseline (1 regressed, 0 improved, 1 within tolerance); "
+                         "1 without a baseline for their data; 0 without a baseline entry")
+    assert summary.to_dict()["counts"]["no_baseline_for_data"] == 1
+    obtained = Baseline.load(tmp_path / "baselines" / "m.obtained.yml")
+    assert obtained.entries == {CELLS[1]: (entry(CELLS[1], 0.2, test_keys=other_keys),)}
+    # strict: the same cell fails as not comparable
+    strict = _gate(tmp_path, None, strict=True)
+    verdict = strict.check(r_cell(runs[1]), runs[1], other_keys)
+    assert verdict.status == "incomparable" and "None of its 1 entries was measured on this data" in verdict.failures[0]
+    assert strict.finish(runs, shas).counts()["not_comparable"] == 1
+    # new-only records an entry for this data beside the reference one; then the cell is compared
+    _gate(tmp_path, "new-only").finish(runs, shas)
+    after = Baseline.load(path)
+    assert len(after.for_cell(CELLS[1])) == 2 and after.for_cell(CELLS[2])[0].value == 0.7
+    assert not (tmp_path / "baselines" / "m.obtained.yml").exists()
+    assert _gate(tmp_path, None, strict=True).check(r_cell(runs[1]), runs[1], other_keys).status == "pass"
 
 
 def test_broken_baseline_fails_its_cells_and_is_never_overwritten(tmp_path):
@@ -375,10 +550,10 @@ def test_test_records_are_recorded_and_a_different_test_set_fails(tmp_path):
     props = dict(_gate(tmp_path, "all").check(r_cell(r), r, KEYS).properties())
     assert props["ecgfm_test_records_sha256"] == digest_test_records(KEYS)  # what finish() receives back
     _gate(tmp_path, "all").finish([r], {CELLS[0]: props["ecgfm_test_records_sha256"]})
-    assert Baseline.load(tmp_path / "baselines" / "m.yml").entries[CELLS[0]] == entry(CELLS[0], 0.7)
-    verdict = _gate(tmp_path, None).check(r_cell(r), r, KEYS[1:])
+    assert Baseline.load(tmp_path / "baselines" / "m.yml").entries[CELLS[0]] == (entry(CELLS[0], 0.7),)
+    verdict = _gate(tmp_path, None, strict=True).check(r_cell(r), r, KEYS[1:])
     assert verdict.status == "incomparable" and "test records differ" in verdict.failures[0]
-    assert not _gate(tmp_path, None).check(r_cell(r), r, KEYS).failures
+    assert not _gate(tmp_path, None, strict=True).check(r_cell(r), r, KEYS).failures
 
 
 def test_verdict_properties_for_junit():
@@ -445,7 +620,7 @@ def test_compare_reads_test_record_digests_from_gate_json(tmp_path, capsys):
         Gate(thresholds=tmp_path / "none.yml", baselines_dir=tmp_path / name).finish(
             [r], {CELLS[0]: digest_test_records(keys)}).write(path / "gate.json")
         runs[name] = path
-    assert load_entries(runs["a"])[CELLS[0]].test_sha256 == digest_test_records(KEYS)
+    assert load_entries(runs["a"])[CELLS[0]][0].test_sha256 == digest_test_records(KEYS)
     assert cli_main(["compare", str(runs["a"]), str(runs["b"])]) == 1
     assert "test records differ" in capsys.readouterr().out
     (runs["b"] / "gate.json").write_text("{}")
@@ -455,7 +630,7 @@ def test_compare_reads_test_record_digests_from_gate_json(tmp_path, capsys):
 
 def test_load_entries_keeps_full_precision(tmp_path):
     run = _run(tmp_path, "a", [result(CELLS[0], 0.123456789)])
-    assert load_entries(run)[CELLS[0]].value == 0.123456789
+    assert load_entries(run)[CELLS[0]][0].value == 0.123456789
     assert compare_runs(load_entries(run), load_entries(run), GateConfig()).comparisons[0].change == 0.0
 
 
@@ -489,6 +664,31 @@ def test_update_baselines_bad_value_is_a_usage_error_with_a_hint(pytester: pytes
                                  "write --ecgfm-update-baselines=all*"])
 
 
+@pytest.mark.parametrize("broken", ["floor", "task", "truncated"])
+def test_bad_thresholds_or_truncated_baseline_error_the_cells_at_setup(pytester: pytest.Pytester, data_dir: Path,
+                                                                      broken: str):
+    pytester.makepyfile(test_cells=CELL_TEST)
+    benchmarks = pytester.path / "benchmarks"
+    (benchmarks / "baselines").mkdir(parents=True)
+    thresholds, baseline = benchmarks / "thresholds.yml", benchmarks / "baselines" / "random_cnn.yml"
+    if broken == "truncated":  # cut at an entry boundary: still valid YAML, one entry fewer
+        text = Baseline(model="random_cnn").with_entries(
+            [entry(f"random_cnn-ludb_{t}-frac100", 0.7) for t in ("lvh", "sex")]).to_yaml()
+        baseline.write_text(text[: text.index("  random_cnn-ludb_sex-frac100:")])
+        message = (f"ecgfm-suite: {baseline}: header.entries says 2 entries but the file holds 1 (truncated or cut in "
+                   "a merge?)*")
+    else:
+        thresholds.write_text("schema_version: 1\ntasks: {ludb_sex: 2.0}\n" if broken == "floor"
+                              else "schema_version: 1\ntasks: {ludb_sx: 0.6}\n")
+        message = (f"ecgfm-suite: {thresholds}: tasks.ludb_sex: floor 2.0 is outside the range of ludb_sex's main "
+                   "metric auroc [[]0, 1]" if broken == "floor"
+                   else f"ecgfm-suite: {thresholds}: tasks.ludb_sx: unknown task 'ludb_sx'; did you mean ludb_sex?*")
+    result = pytester.runpytest("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac100",
+                                f"--ecgfm-data-dir={data_dir}", f"--ecgfm-weights-dir={pytester.path / 'weights'}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+
+
 def test_broken_baseline_errors_only_its_models_cells_at_setup(pytester: pytest.Pytester, data_dir: Path):
     pytester.makepyfile(test_cells=CELL_TEST)
     baselines = pytester.path / "benchmarks" / "baselines"
@@ -498,5 +698,5 @@ def test_broken_baseline_errors_only_its_models_cells_at_setup(pytester: pytest.
                                 "--ecgfm-scarcity=frac100", f"--ecgfm-data-dir={data_dir}", "-rs",
                                 f"--ecgfm-weights-dir={pytester.path / 'weights'}")
     result.assert_outcomes(errors=1, skipped=1)  # ecg_fm has no weights here: skipped as usual
-    result.stdout.fnmatch_lines([f"ecgfm-suite: {baselines / 'random_cnn.yml'}: results.m-ludb_sex-frac100: "
+    result.stdout.fnmatch_lines([f"ecgfm-suite: {baselines / 'random_cnn.yml'}: results.m-ludb_sex-frac100[[]0]: "
                                  "the cell belongs to model 'm'*"])

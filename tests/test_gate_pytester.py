@@ -9,6 +9,7 @@ the run's results.jsonl with the documented rule, and must equal the set of fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -18,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ecgfm_suite.engine.runner import Runner, run_cell
+from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.gate.baselines import Baseline, digest_test_records
 from ecgfm_suite.gate.session import Gate
 from ecgfm_suite.metrics import METRICS
-from ecgfm_suite.runner import Runner, run_cell
-from ecgfm_suite.settings import resolve
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
@@ -142,7 +143,7 @@ def degraded_beyond_tolerance(baseline_file: Path, results: dict[str, dict]) -> 
     entries = yaml.safe_load(baseline_file.read_text())["results"]
     worse = set()
     for cell_id, r in results.items():
-        base = entries[cell_id]
+        [base] = entries[cell_id]  # one entry per cell: all measured on the same data
         new = r["metrics"][r["main_metric"]]
         drop = base["value"] - new["value"] if METRICS.get(r["main_metric"]).higher_is_better \
             else new["value"] - base["value"]
@@ -154,7 +155,7 @@ def degraded_beyond_tolerance(baseline_file: Path, results: dict[str, dict]) -> 
 def test_identical_checkpoint_passes_and_touches_no_file(bench: Bench):
     path = bench.accept()
     before = path.read_bytes()
-    assert all(e["test_records_sha256"] for e in yaml.safe_load(before)["results"].values())
+    assert all(e["test_records_sha256"] for items in yaml.safe_load(before)["results"].values() for e in items)
     result = bench.run()
     result.assert_outcomes(passed=len(CELLS))
     outcomes = bench.outcomes()
@@ -167,7 +168,10 @@ def test_identical_checkpoint_passes_and_touches_no_file(bench: Bench):
     assert sorted(p.name for p in bench.baselines.iterdir()) == [f"{MODEL}.yml"]  # no obtained file
     gate = json.loads((bench.run_dir / "gate.json").read_text())
     assert {c: v["status"] for c, v in gate["cells"].items()} == dict.fromkeys(CELLS, "pass")
-    result.stdout.fnmatch_lines(["*ecgfm-suite gate*", f"{len(CELLS)} cell(s) within tolerance of their baseline"])
+    result.stdout.fnmatch_lines(["*ecgfm-suite gate*", f"{len(CELLS)} cell(s) within tolerance of their baseline",
+                                 (f"gate: {len(CELLS)} cell(s) compared with their baseline (0 regressed, 0 improved, "
+                                  f"{len(CELLS)} within tolerance); 0 without a baseline for their data; 0 without a "
+                                  "baseline entry")])
 
 
 def test_degraded_checkpoint_fails_exactly_the_cells_it_degrades_reproducibly(bench: Bench):
@@ -209,9 +213,10 @@ def test_update_all_with_k_rewrites_only_the_selected_cells(bench: Bench):
     for cell in CELLS:
         if cell in picked:
             main = new[cell]["metrics"][new[cell]["main_metric"]]
-            assert after["results"][cell]["value"] == round(main["value"], 4)
-            assert after["results"][cell]["se"] == round(main["se"], 4)
-            assert after["results"][cell]["recorded_with"]["checkpoint_sha256"] == new[cell]["checkpoint_sha256"]
+            [written] = after["results"][cell]  # the same data: the entry is replaced, not added
+            assert written["value"] == round(main["value"], 4)
+            assert written["se"] == round(main["se"], 4)
+            assert written["recorded_with"]["checkpoint_sha256"] == new[cell]["checkpoint_sha256"]
         else:
             assert after["results"][cell] == before[cell]  # deselected by -k: untouched
     assert after["header"]["checkpoint_sha256"] != new[f"{MODEL}-ludb_rhythm-frac100"]["checkpoint_sha256"]
@@ -231,7 +236,7 @@ def test_update_new_only_adds_missing_entries_only(bench: Bench):
     assert set(after) == set(CELLS)
     for cell in CELLS:
         if cell in missing:
-            assert after[cell]["value"] == round(new[cell]["metrics"][new[cell]["main_metric"]]["value"], 4)
+            assert after[cell][0]["value"] == round(new[cell]["metrics"][new[cell]["main_metric"]]["value"], 4)
             assert outcomes[cell].props["ecgfm_gate"] == "new" and not outcomes[cell].failed
         else:
             assert after[cell] == before[cell]
@@ -250,13 +255,50 @@ def test_cells_without_baseline_pass_record_and_write_obtained(bench: Bench):
     result.stdout.fnmatch_lines([f"no baseline entry ({len(CELLS)}):*", f"wrote *{MODEL}.obtained.yml*"])
 
 
-def test_dataset_version_mismatch_fails_the_cell_naming_both_versions(bench: Bench):
-    path = bench.accept()
-    path.write_text(path.read_text().replace("ludb: 1.0.1", "ludb: 1.0.0"))
-    result = bench.run(tasks=("ludb_sex",))
+def _recorded_on_other_data(bench: Bench, **change) -> Path:
+    """The accepted baseline as if measured on other data (``dataset_versions`` or ``test_sha256`` changed),
+    written by the library (a hand edit breaks the file's digest)."""
+    path = bench.baselines / f"{MODEL}.yml"
+    accepted = Baseline.load(bench.env.baselines / f"{MODEL}.yml")
+    Baseline(model=MODEL).with_entries(dataclasses.replace(e, **change) for e in accepted.all()).write(path)
+    return path
+
+
+def test_cells_on_other_data_than_the_baseline_pass_as_no_baseline_for_this_data(bench: Bench):
+    """The committed baselines were measured on the shared data; a user running on the real release (other test
+    records, same dataset versions) must not see every cell fail."""
+    path = _recorded_on_other_data(bench, test_sha256=digest_test_records(["ptbxl/1", "ptbxl/2"]))
+    before = path.read_bytes()
+    result = bench.run()
+    result.assert_outcomes(passed=len(CELLS))
+    assert {c: o.props["ecgfm_gate"] for c, o in bench.outcomes().items()} == \
+        dict.fromkeys(CELLS, "no_baseline_for_data")
+    result.stdout.fnmatch_lines([
+        f"no baseline for this data ({len(CELLS)}; passed, results in the obtained file; a strict gate fails them):",
+        (f"  {MODEL}-ludb_age-frac100: ludb 1.0.1, test records * (*); the cell's test records differ from the "
+         "baseline's*"),
+        f"wrote *{MODEL}.obtained.yml (results without a baseline entry, for review)",
+        (f"gate: 0 cell(s) compared with their baseline (0 regressed, 0 improved, 0 within tolerance); {len(CELLS)} "
+         "without a baseline for their data; 0 without a baseline entry")])
+    assert path.read_bytes() == before
+    obtained = Baseline.load(bench.baselines / f"{MODEL}.obtained.yml")
+    assert obtained.entries == Baseline.load(bench.env.baselines / f"{MODEL}.yml").entries
+    gate = json.loads((bench.run_dir / "gate.json").read_text())
+    assert gate["counts"]["no_baseline_for_data"] == len(CELLS) and gate["counts"]["compared"] == 0
+    # accepting this data adds an entry beside the other data's: both apply, each to its own data
+    bench.run("--ecgfm-update-baselines=new-only").assert_outcomes(passed=len(CELLS))
+    both = Baseline.load(path)
+    assert all(len(both.for_cell(c)) == 2 for c in CELLS)
+    bench.run().assert_outcomes(passed=len(CELLS))
+    assert {o.props["ecgfm_gate"] for o in bench.outcomes().values()} == {"pass"}
+
+
+def test_explicit_baselines_dir_gates_strictly_and_names_both_versions(bench: Bench):
+    _recorded_on_other_data(bench, dataset_versions={"ludb": "1.0.0"})
+    result = bench.run(f"--ecgfm-baselines-dir={bench.baselines}", tasks=("ludb_sex",))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*not compared with the baseline: dataset ludb is version 1.0.1 here but 1.0.0 "
-                                 "in the baseline*"])
+    result.stdout.fnmatch_lines([("*not compared with the baseline: dataset ludb is version 1.0.1 here but 1.0.0 "
+                                  "in the baseline*None of its 1 entries was measured on this data*")])
 
 
 def test_corrupted_baseline_errors_the_models_cells_before_running_and_is_not_overwritten(bench: Bench):
@@ -265,8 +307,8 @@ def test_corrupted_baseline_errors_the_models_cells_before_running_and_is_not_ov
     path.write_text(broken)
     result = bench.run("--ecgfm-update-baselines", tasks=("ludb_sex", "ludb_lvh"))
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([f"ecgfm-suite: {path}: not valid YAML: * at line *, column * (fix it, or delete "
-                                 "the file and rerun with --ecgfm-update-baselines)"] * 2)
+    result.stdout.fnmatch_lines([(f"ecgfm-suite: {path}: not valid YAML: * at line *, column * (fix it, or delete "
+                                  "the file and rerun with --ecgfm-update-baselines)")] * 2)
     assert path.read_text() == broken
     assert not (bench.run_dir / "results.jsonl").exists()  # no cell ran
     # each cell's outcome is an error with the gate's message (the report lists them)

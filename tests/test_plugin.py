@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ecgfm_suite.results.cell import SCHEMA_VERSION
+
 from ecgfm_suite.models.catalog import MODELS  # imported before the pytester fixture snapshots sys.modules
-from ecgfm_suite.settings import OPTIONS
+from ecgfm_suite.engine.settings import OPTIONS
 from tests.report.html import parse
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
@@ -135,7 +137,7 @@ def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
     lines = (run / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1
     cell = json.loads(lines[0])
-    assert cell["cell_id"] == "random_cnn-ludb_sex-frac100" and cell["schema_version"] == 1
+    assert cell["cell_id"] == "random_cnn-ludb_sex-frac100" and cell["schema_version"] == SCHEMA_VERSION
     assert cell["seeds"] == [0, 1] and 0.0 <= cell["metrics"]["auroc"]["value"] <= 1.0
     assert (run / "run.json").exists() and (run / "results.csv").exists()
     assert (bench.path / "reports" / "latest").resolve() == run.resolve()

@@ -22,7 +22,10 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecgfm_suite.analysis import stage
+from ecgfm_suite.analysis import inputs
+from ecgfm_suite.analysis.registry import analyse, draw_figures, names
+from ecgfm_suite.analysis.store import AnalysisStore
+from ecgfm_suite.engine.analyses import run_task_analyses
 from ecgfm_suite.data.preprocess import InputSpec, prepare
 from ecgfm_suite.data.records import STD_LEADS
 from ecgfm_suite.data.tasks import TASKS
@@ -98,13 +101,13 @@ def _task(task_id: str, records: pd.DataFrame, y: np.ndarray) -> SimpleNamespace
     )
 
 
-def _cell(run: RunDir, data: stage.ModelTaskData, level: str, model: str, cell_id: str) -> CellResult:
+def _cell(run: RunDir, data: inputs.ModelTaskData, level: str, model: str, cell_id: str) -> CellResult:
     """Fit and score a cell the way the runner does (same refit the analysis stage uses) and store it."""
     from ecgfm_suite.metrics import evaluate
-    from ecgfm_suite.runner import summarise_seeds
+    from ecgfm_suite.engine.runner import summarise_seeds
 
     test, val = data.rows("test"), data.rows("val")
-    runs = stage.probe_runs(data, level)
+    runs = inputs.probe_runs(data, level)
     per_seed, scores = [], []
     for r in runs:
         s = r.probe.predict_scores(data.X[test])
@@ -131,27 +134,27 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory, analysis_cache_dir) 
     root = tmp_path_factory.mktemp("synthetic_run")
     records, lvh, signals = _records(root / "records")
     run = RunDir.create(root / "reports", "synthetic")
-    store = stage.AnalysisStore(run.path)
-    options = stage.StageOptions(input_records_per_class=1, input_max_records=2, input_budget_s=3.0)
+    store = AnalysisStore(run.path)
+    options = inputs.AnalysisOptions(input_records_per_class=1, input_max_records=2, input_budget_s=3.0)
     tasks = {"ludb_lvh": _task("ludb_lvh", records, lvh), "sex": _task("sex", records, lvh)}
     encoders = {"random_cnn": AmplitudeEncoder("random_cnn", 8), "feature_fm": AmplitudeEncoder("feature_fm", 40)}
     for model, encoder in encoders.items():
         X = embed_array(encoder, signals, 500.0, STD_LEADS)
         for task_id, td in tasks.items():
-            data = stage.ModelTaskData(model=model, task=td, X=X, have=np.ones(N_RECORDS, bool), encoder=encoder,
+            data = inputs.ModelTaskData(model=model, task=td, X=X, have=np.ones(N_RECORDS, bool), encoder=encoder,
                                        levels=LEVELS, seeds=(0, 1), n_boot=50, cache_dir=analysis_cache_dir,
                                        excluded={})
-            store.write("tasks", task_id, stage.task_summary(td))
+            store.write("tasks", task_id, inputs.task_summary(td))
             for level in LEVELS:
                 _cell(run, data, level, model, f"{model}-{task_id}-{level}")
                 if model == "feature_fm":  # the XSS-named model: same numbers, hostile name
                     _cell(run, data, level, XSS, f"{XSS_CELL}-{task_id}-{level}")
-            for name in stage.PER_MODEL_TASK:
+            for name in names("pair"):
                 if name == "transfer" and task_id != "sex":
                     continue
-                payload, extra = stage.analyse(name, data, store, options)
-                stage.draw_figures(figures_for, store, name, data.key, payload, extra)
-    assert stage.run_task_analyses(run, n_boot=50, options=options, draw=figures_for) == {}
+                payload, extra = analyse(name, data, store, options)
+                draw_figures(figures_for, store, name, data.key, payload, extra)
+    assert run_task_analyses(run, n_boot=50, options=options, draw=figures_for) == {}
     store.write("plan", "cells", {"cells": [r.cell_id for r in run.results()] + ["feature_fm-ptbxl_form-frac10"]})
     store.skip("cells", "feature_fm-ptbxl_form", "no data for task ptbxl_form: none of ptbxl found below /data")
     with open(run.path / "outcomes.jsonl", "w") as fh:

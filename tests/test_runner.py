@@ -8,11 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from ecgfm_suite import _pool
+from ecgfm_suite.engine import pool as _pool
+from ecgfm_suite.engine.runner import Runner, SeedJob, map_seeds, run_cell
+from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.errors import DataError
-from ecgfm_suite.plan import CellSpec
-from ecgfm_suite.runner import Runner, SeedJob, map_seeds, run_cell
-from ecgfm_suite.settings import resolve
+from ecgfm_suite.results.cell import CellSpec
 
 
 def _job(task_type: str = "binary", n: int = 90, **overrides) -> SeedJob:
@@ -20,9 +20,10 @@ def _job(task_type: str = "binary", n: int = 90, **overrides) -> SeedJob:
     X = rng.normal(size=(n, 6)).astype(np.float32)
     y = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.int64)
     third = n // 3
-    fields = dict(task_type=task_type, scarcity="frac50", probes=("linear",), n_classes=None, n_boot=20,
-                  train_rows=np.arange(third) + 100, X_train=X[:third], y_train=y[:third], groups=None,
-                  X_val=X[third:2 * third], y_val=y[third:2 * third], X_test=X[2 * third:], y_test=y[2 * third:])
+    fields = {"task_type": task_type, "scarcity": "frac50", "probes": ("linear",), "n_classes": None, "n_boot": 20,
+              "train_rows": np.arange(third) + 100, "X_train": X[:third], "y_train": y[:third], "groups": None,
+              "X_val": X[third:2 * third], "y_val": y[third:2 * third], "X_test": X[2 * third:],
+              "y_test": y[2 * third:]}
     return SeedJob(**{**fields, **overrides})
 
 
@@ -94,21 +95,21 @@ def test_without_semaphores_everything_runs_in_this_process_with_one_warning(mon
     """Sandboxes without a writable /dev/shm cannot start a pool: a warning, then in-process, never a crash."""
     import multiprocessing
 
-    from ecgfm_suite import _pool
+    from ecgfm_suite.engine import pool as _pool
 
     class NoSemaphores:
-        def Lock(self):  # noqa: N802 (multiprocessing's name)
+        def Lock(self):
             raise OSError(38, "Function not implemented")
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: NoSemaphores())
     _pool.pool_unavailable.cache_clear()
     try:
-        with caplog.at_level("WARNING", logger="ecgfm_suite._pool"):
+        with caplog.at_level("WARNING", logger="ecgfm_suite.engine.pool"):
             assert Runner(resolve({"workers": "3"}, env={})).pool_workers() == 1
             assert Runner(resolve({}, env={})).pool_workers() == 1
         assert [r.getMessage() for r in caplog.records] == [
-            "cannot start worker processes (OSError: [Errno 38] Function not implemented); fitting and analysing "
-            "in this process, as with --ecgfm-workers 1"]
+            ("cannot start worker processes (OSError: [Errno 38] Function not implemented); fitting and analysing "
+             "in this process, as with --ecgfm-workers 1")]
     finally:
         _pool.pool_unavailable.cache_clear()
     monkeypatch.undo()
@@ -116,7 +117,7 @@ def test_without_semaphores_everything_runs_in_this_process_with_one_warning(mon
 
 
 def test_run_matrix_runs_the_plan_without_pytest_and_passes_over_skipped_cells(data_dir, tmp_path):
-    from ecgfm_suite.runner import run_matrix
+    from ecgfm_suite.engine.runner import run_matrix
 
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "models": "random_cnn",
                         "tasks": "ludb_sex,brugada_huca_brugada", "scarcity": "frac50,frac100", "seeds": "1",
@@ -125,3 +126,46 @@ def test_run_matrix_runs_the_plan_without_pytest_and_passes_over_skipped_cells(d
     ran = run_matrix(Runner(settings), lambda out: seen.append(out.result.cell_id))
     # the Brugada labels need a metadata.csv the shared data lacks: its cells skip and are not counted
     assert ran == 2 and seen == ["random_cnn-ludb_sex-frac50", "random_cnn-ludb_sex-frac100"]
+
+
+@pytest.mark.parametrize("name, reason", [("typo.pt", "does not exist"), (".", "is a directory"),
+                                          ("empty.pt", "is an empty file")])
+def test_a_named_checkpoint_that_cannot_load_is_an_error_not_a_skip_or_random_weights(tmp_path, name, reason):
+    """Even with --ecgfm-allow-random-init: a path the user typed means that file, and a typo must not pass."""
+    from ecgfm_suite.engine.runner import model_plans
+    from ecgfm_suite.errors import CheckpointError
+
+    (tmp_path / "empty.pt").touch()
+    path = tmp_path / name
+    for allow in ("false", "true"):
+        settings = resolve({"checkpoints": f"ecg_fm={path}", "allow_random_init": allow}, env={})
+        with pytest.raises(CheckpointError) as err:
+            model_plans(settings)
+        assert err.value.path == str(path) and reason in err.value.reason
+        assert "ecg_fm" in err.value.reason and "--ecgfm-checkpoint" in err.value.reason
+    with pytest.raises(CheckpointError, match="named by ECGFM_CHECKPOINT"):
+        model_plans(resolve(env={"ECGFM_CHECKPOINT": f"ecg_fm={path}"}))
+
+
+def test_a_checkpoint_looked_up_by_default_may_be_absent_and_random_init_is_announced(tmp_path):
+    from ecgfm_suite.errors import CellSkip
+
+    settings = resolve({"weights_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache")}, env={})
+    with pytest.raises(CellSkip, match=f"no checkpoint for ecgfm_ked: expected {tmp_path}/ecgfm_ked/"):
+        Runner(settings).load_encoder("ecgfm_ked")
+    allowed = Runner(resolve({"weights_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache"),
+                              "allow_random_init": "true"}, env={}))
+    with pytest.warns(UserWarning, match="ecgfm_ked: no checkpoint at .* running with RANDOM weights"):
+        encoder = allowed.load_encoder("ecgfm_ked")
+    assert encoder.checkpoint_sha256 is None  # its CellResult says random_init
+
+
+def test_a_checkpoint_override_must_name_a_known_non_control_model(tmp_path):
+    from ecgfm_suite.engine.runner import model_plans
+    from ecgfm_suite.errors import SpecError
+
+    with pytest.raises(SpecError, match="--ecgfm-checkpoint: checkpoint override names unknown model 'ecg_fmm'; "
+                                        "did you mean ecg_fm"):
+        model_plans(resolve({"checkpoints": f"ecg_fmm={tmp_path}"}, env={}))
+    with pytest.raises(SpecError, match="random_cnn is a control and takes no checkpoint"):
+        model_plans(resolve({"checkpoints": f"random_cnn={tmp_path}"}, env={}))

@@ -12,8 +12,9 @@ from ecgfm_suite.cli import main
 from ecgfm_suite.errors import DataError, SpecError
 from ecgfm_suite.results import RunDir
 from ecgfm_suite.results.merge import merge_runs
+from ecgfm_suite.results.meta import RunMeta
 from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
-from ecgfm_suite.shard import assign_shards, shard_digest
+from ecgfm_suite.engine.shard import assign_shards, shard_digest
 
 CELLS = synthetic_matrix(3, 2, 2)  # 12 cells
 SHARDS = assign_shards(CELLS, 3, lambda c: 1.0)
@@ -111,3 +112,48 @@ def test_cli_merge_prints_leaderboard_and_writes_the_report(tmp_path, capsys):
     assert SHARDS[0][0].id in capsys.readouterr().err
     assert main(["merge", *partial, "--output", str(tmp_path / "m3"), "--no-report", "--allow-missing"]) == 0
     assert main(["merge", runs[0], runs[0], "--output", str(tmp_path / "m4")]) == 2  # duplicates: usage error
+
+
+def _payloads(run: Path) -> dict[str, object]:
+    """Every stored analysis (timings dropped; input attribution as its explained records, since its resolution
+    follows measured time) and every cell's computed fields."""
+    out: dict[str, object] = {}
+    for path in sorted((run / "analysis").rglob("*.json")):
+        if path.parent.name == "plan":
+            continue
+        payload = json.loads(path.read_text())
+        payload.pop("seconds", None)
+        if path.parent.name == "input_attribution":
+            payload = [r["key"] for r in payload["records"]]
+        out[str(path.relative_to(run))] = payload
+    for line in (run / "results.jsonl").read_text().splitlines():
+        cell = json.loads(line)
+        out[cell["cell_id"]] = {k: cell[k] for k in ("metrics", "probe_params", "n_train", "n_test", "classes")}
+    return out
+
+
+@pytest.mark.slow
+def test_shard_runs_merged_give_the_unsharded_run(pytester, data_dir, tmp_path):
+    """Two shard jobs (cells and their pairs' analyses) joined by `ecgfm-suite merge` (which runs the analyses
+    across models) store the same results and analyses as one unsharded run."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    pytester.makepyfile(test_cells=(bench / "test_matrix.py").read_text(),
+                        test_representation=(bench / "test_representation.py").read_text())
+    base = ["-p", "no:randomly", f"--ecgfm-data-dir={data_dir}", f"--ecgfm-cache-dir={tmp_path / 'cache'}",
+            f"--ecgfm-weights-dir={tmp_path / 'w'}", f"--ecgfm-reports-dir={tmp_path / 'runs'}",
+            "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh",
+            "--ecgfm-scarcity=frac10,frac100", "--ecgfm-seeds=2", "--ecgfm-n-boot=50"]
+    for k in (1, 2):
+        shard = pytester.runpytest(*base, f"--ecgfm-shard={k}/2", f"--ecgfm-run-id=shard{k}")
+        assert shard.ret == 0, shard.stdout.str()[-2000:]
+        shard.stdout.fnmatch_lines(["*per-task analyses*run when `ecgfm-suite merge` joins the shard runs*"])
+        assert not (tmp_path / "runs" / f"shard{k}" / "analysis" / "cka").exists()
+    whole = pytester.runpytest(*base, "--ecgfm-run-id=whole")
+    assert whole.ret == 0, whole.stdout.str()[-2000:]
+    runs = tmp_path / "runs"
+    assert main(["merge", str(runs / "shard1"), str(runs / "shard2"), "--output", str(runs / "merged")]) == 0
+    merged, unsharded = _payloads(runs / "merged"), _payloads(runs / "whole")
+    assert any(key.startswith("analysis/cka/") for key in merged) and len(merged) > 30
+    assert merged == unsharded
+    assert RunMeta.read(runs / "merged").task_analyses == "merge"
+    assert RunMeta.read(runs / "shard1").task_analyses == "deferred"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ecgfm_suite.errors import SpecError
-from ecgfm_suite.plan import CellSpec
-from ecgfm_suite.settings import resolve
-from ecgfm_suite.shard import assign_shards, cell_cost, parse_shard, recorded_encode_rates, shard_digest
+from ecgfm_suite.results.cell import CellSpec
+from ecgfm_suite.engine.settings import resolve
+from ecgfm_suite.engine.shard import assign_shards, cell_cost, parse_shard, recorded_encode_rates, shard_digest
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 
@@ -38,6 +37,8 @@ def test_shards_are_disjoint_and_cover_the_plan(cells, n, costs):
     order = {c.id: i for i, c in enumerate(cells)}
     for shard in shards:  # each shard keeps the plan's (per-model) order
         assert [order[c.id] for c in shard] == sorted(order[c.id] for c in shard)
+    owner = {(c.model, c.task): k for k, shard in enumerate(shards) for c in shard}
+    assert all(owner[(c.model, c.task)] == k for k, shard in enumerate(shards) for c in shard)  # pairs stay whole
 
 
 @given(cells_st, st.integers(1, 9), costs_st, st.randoms(use_true_random=False))
@@ -50,11 +51,14 @@ def test_split_does_not_depend_on_input_order(cells, n, costs, rnd):
 
 
 @given(cells_st, st.integers(1, 9), costs_st)
-def test_costliest_shard_is_within_one_cell_of_the_mean(cells, n, costs):
+def test_costliest_shard_is_within_one_pair_of_the_mean(cells, n, costs):
     cost = _cost(costs)
     loads = [sum(cost(c) for c in shard) for shard in assign_shards(cells, n, cost)]
     total = sum(cost(c) for c in cells)
-    biggest = max((cost(c) for c in cells), default=0.0)
+    pairs: dict[tuple[str, str], float] = {}
+    for c in cells:
+        pairs[(c.model, c.task)] = pairs.get((c.model, c.task), 0.0) + cost(c)
+    biggest = max(pairs.values(), default=0.0)
     assert max(loads) <= total / n + biggest + 1e-6 * (1 + total)
 
 
@@ -138,3 +142,38 @@ def test_pytest_shards_partition_the_collection_and_k_applies_within(pytester, d
     picked = _collected(pytester.runpytest(*base, "--ecgfm-shard=2/3", "-k", "random_cnn or frac100"))
     assert picked == [c for c in shards[1] if "random_cnn" in c or "frac100" in c]  # -k selects within the shard
     assert picked and picked != shards[1]
+
+
+ANALYSIS_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_representation.py").read_text()
+
+
+def _ids(result, test: str) -> list[str]:
+    return sorted(line.split("[", 1)[1].rstrip("]") for line in result.stdout.lines if f"::{test}[" in line)
+
+
+@pytest.mark.slow
+def test_shards_and_k_collect_only_the_analyses_of_their_own_cells(pytester, data_dir, tmp_path):
+    """A shard analyses exactly the (model, task) pairs of its cells and leaves the analyses across models to
+    merge; ``-k`` keeps a pair's analyses only where one of its cells is selected."""
+    pytester.makepyfile(test_cells=CELL_TEST, test_representation=ANALYSIS_TEST)
+    base = ["-p", "no:randomly", "--collect-only", "-q", f"--ecgfm-data-dir={data_dir}",
+            f"--ecgfm-cache-dir={tmp_path / 'cache'}", f"--ecgfm-weights-dir={tmp_path / 'w'}",
+            "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh", "--ecgfm-scarcity=frac10,frac100"]
+    whole = pytester.runpytest(*base)
+    assert len(_ids(whole, "test_cell")) == 8 and len(_ids(whole, "test_model_task_analysis")) == 16
+    assert _ids(whole, "test_task_analysis") == sorted(f"{t}-{x}" for t in ("ludb_sex", "ludb_lvh") for x in (
+        "cka", "label_efficiency", "frac10-comparison", "frac100-comparison"))
+    analysed = []
+    for k in (1, 2):
+        shard = pytester.runpytest(*base, f"--ecgfm-shard={k}/2")
+        pairs = {cell.rsplit("-", 1)[0] for cell in _ids(shard, "test_cell")}
+        analyses = _ids(shard, "test_model_task_analysis")
+        assert len(pairs) == 2 and {a.rsplit("-", 1)[0] for a in analyses} == pairs  # its own pairs, all of them
+        assert len(analyses) == 8 and _ids(shard, "test_task_analysis") == []  # across models: at merge
+        analysed += analyses
+    assert sorted(analysed) == _ids(whole, "test_model_task_analysis")  # disjoint and covering
+    picked = pytester.runpytest(*base, "-k", "test_model_task_analysis or random_cnn-ludb_lvh")
+    assert _ids(picked, "test_cell") == ["random_cnn-ludb_lvh-frac10", "random_cnn-ludb_lvh-frac100"]
+    assert {a.rsplit("-", 1)[0] for a in _ids(picked, "test_model_task_analysis")} == {"random_cnn-ludb_lvh"}
+    only_analyses = pytester.runpytest(*base, "-m", "analysis")  # no cell selected: the plan's analyses
+    assert _ids(only_analyses, "test_cell") == [] and len(_ids(only_analyses, "test_model_task_analysis")) == 16

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ecgfm_suite.errors import SpecError
-from ecgfm_suite.settings import resolve, worker_device
+from ecgfm_suite.engine.settings import resolve, worker_device
 from tests.report.html import parse
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

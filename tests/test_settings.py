@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from ecgfm_suite.engine.settings import OPTIONS, resolve
 from ecgfm_suite.errors import SpecError
-from ecgfm_suite.settings import OPTIONS, resolve
 
 
 def test_precedence_cli_over_env_over_ini_over_default():
@@ -43,3 +43,40 @@ def test_every_option_is_documented_in_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [o.cli for o in OPTIONS if o.cli not in readme or o.env not in readme]
     assert not missing, f"README lacks {missing}"
+
+
+@pytest.mark.parametrize("seeds", ["1,1", "0,2,0", "0,-1", ","])
+def test_seed_lists_with_a_repeated_or_negative_seed_are_refused(seeds):
+    """A seed counted twice would weigh double in the mean and shrink seed_std: refused, naming the option."""
+    with pytest.raises(SpecError, match="--ecgfm-seeds"):
+        resolve(cli={"seeds": seeds}, env={})
+
+
+def test_probe_lists_must_be_non_empty_and_distinct():
+    with pytest.raises(SpecError, match="probe linear listed more than once"):
+        resolve(cli={"probes": "linear,knn,linear"}, env={})
+    with pytest.raises(SpecError, match="--ecgfm-probes"):
+        resolve(cli={"probes": ","}, env={})
+
+
+@pytest.mark.parametrize("run_id", ["latest", "../x", "/tmp/abs", "a/b", ".hidden", "-flag", "a b", "x" * 129, "ü"])
+def test_run_ids_are_one_safe_folder_name_never_latest(run_id):
+    with pytest.raises(SpecError) as err:
+        resolve(cli={"run_id": run_id}, env={})
+    assert str(err.value).startswith("--ecgfm-run-id: ")
+    with pytest.raises(SpecError, match="ECGFM_RUN_ID"):
+        resolve(env={"ECGFM_RUN_ID": run_id})
+
+
+def test_safe_run_ids_pass():
+    for run_id in ("first", "20261207-031500-1234", "main.v2_shard-1", "L"):
+        assert resolve(cli={"run_id": run_id}, env={}).run_id == run_id
+
+
+def test_explicit_records_which_options_the_user_set_and_where():
+    s = resolve(cli={"seeds": "2"}, ini={"cache": "off"}, env={"ECGFM_DATA_DIR": "/from/env"})
+    assert s.explicit == frozenset({"seeds", "cache", "data_dir"})
+    assert (s.source("seeds"), s.source("cache"), s.source("data_dir")) == ("--ecgfm-seeds", "ecgfm_cache",
+                                                                          "ECGFM_DATA_DIR")
+    assert s.source("weights_dir") == "--ecgfm-weights-dir"  # not set: named by its flag
+    assert resolve(env={}).explicit == frozenset()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ecgfm_suite.errors import EcgfmError, SpecError
-from ecgfm_suite.settings import resolve
+from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.storage import StorePath, download_tree, location, upload_tree
 from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 

@@ -12,14 +12,18 @@ worse" than it unless its difference is in the worse direction with p < ``ALPHA`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError
 from ..metrics import METRICS, paired_bootstrap
+from .inputs import Output, TaskInputs, within
+
+log = logging.getLogger(__name__)
 
 ALPHA = 0.05
 
@@ -80,3 +84,30 @@ def compare(metric: str, task_type: str, y: np.ndarray, scores: Mapping[str, np.
     return {"metric": metric, "alpha": alpha, "best": best, "values": {m: float(values[m]) for m in models},
             "not_worse": [m for m in models if not verdict[m]["significantly_worse"]], "verdict": verdict,
             "pairs": pairs, "n_records": int(len(y)), "scores": "mean over seeds"}
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(inputs: TaskInputs) -> Output:
+    """Paired comparisons of every two models in the (task, level) column (see ``comparison``)."""
+    task_id, level, run_dir = inputs.task, inputs.level, inputs.run_dir
+    column = {r.model: r for r in inputs.results() if r.task == task_id and r.scarcity == level and r.main.is_finite()}
+    scored = {}
+    for model, r in sorted(column.items()):
+        try:
+            scored[model] = run_dir.load_scores(r.cell_id)
+        except FileNotFoundError:
+            log.info("no saved scores for %s", r.cell_id)
+    if len(scored) < 2:
+        raise AnalysisSkip(f"{task_id}/{level}: {len(scored)} model(s) with saved test scores; comparison needs 2")
+    first = column[next(iter(scored))]
+    _, y, scores = align(scored)
+    out = compare(first.main_metric, first.task_type, y, scores, {m: column[m].main.value for m in scored},
+                  n_boot=inputs.n_boot, seed=inputs.options.seed)
+    return Output({"task": task_id, "scarcity": level, "cells": {m: column[m].cell_id for m in scored}, **out})
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """The best model is among those not significantly worse; p-values are probabilities."""
+    found = [] if p["best"] in p["not_worse"] else [f"best model {p['best']} not among the not-worse {p['not_worse']}"]
+    return found + [f"{pair}: p-value {v['p_value']}" for pair, v in p["pairs"].items() if not within(v["p_value"], 0, 1)]

@@ -23,6 +23,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .inputs import (
+    AnalysisOptions,
+    ModelTaskData,
+    Output,
+    is_linear,
+    margin_outputs,
+    probe_runs,
+    within,
+)
 
 TOP_K = 20
 
@@ -148,3 +157,54 @@ def level_stability(val_mass_by_level: Mapping[str, np.ndarray], outputs: Sequen
         pairs = {f"{a}|{b}": jaccard(tops[a], tops[b]) for a, b in combinations(levels, 2)}
         out[name] = {"pairs": pairs, "mean": float(np.mean(list(pairs.values()))) if pairs else None}
     return out
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
+    """Linear SHAP over embedding dimensions at every scarcity level and seed (see ``dimension_attribution``)."""
+    test, val = data.rows("test"), data.rows("val")
+    cells, val_mass, outputs_by_level = {}, {}, {}
+    for level in data.levels:
+        runs = [r for r in probe_runs(data, level) if is_linear(r.probe)]
+        if not runs:
+            cells[data.cell_id(level)] = {"level": level, "reason": "probe is constant (one class in training)"}
+            continue
+        per_seed = []
+        for run in runs:
+            names = margin_outputs(data, run.probe)
+            background = data.X[run.train_rows]
+            explain = [linear_shap(run.probe.estimator, background, data.X[rows], cache_dir=data.cache_dir)
+                       for rows in (test, val)]
+            per_seed.append((names, *explain))
+        common = [n for n in per_seed[0][0] if all(n in names for names, _, _ in per_seed)]
+        pick = [[names.index(n) for n in common] for names, _, _ in per_seed]
+        summary = summarise_level([t[:, :, p] for (_, t, _), p in zip(per_seed, pick)],
+                                     [v[:, :, p] for (_, _, v), p in zip(per_seed, pick)], common, k=options.top_k)
+        val_mass[level] = summary.pop("val_mass")
+        outputs_by_level[level] = common
+        cells[data.cell_id(level)] = {"level": level, "seeds": [r.seed for r in runs], "n_test": int(len(test)),
+                                      "n_val": int(len(val)), "reason": None, **summary}
+    shared = [n for n in (next(iter(outputs_by_level.values()), [])) if all(n in o for o in outputs_by_level.values())]
+    aligned = {lv: m[:, [outputs_by_level[lv].index(n) for n in shared]] for lv, m in val_mass.items()}
+    return Output({
+        "model": data.model, "task": data.task.task.id, "embed_dim": int(data.X.shape[1]), "top_k": options.top_k,
+        "explains": "linear margin of the probe (log-odds; prediction for ridge) on standardised embeddings",
+        "background": "the cell's training subset", "top_dims_from": "validation split",
+        "cells": cells, "level_stability": level_stability(aligned, shared, k=options.top_k) if aligned else {},
+    })
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """Invariants a stored payload must satisfy (empty: none broken)."""
+    found = []
+    for cell_id, cell in p["cells"].items():
+        for name, out in (cell.get("outputs") or {}).items():
+            c = out["concentration"]
+            if not 0 <= c["dims_50"] <= c["dims_90"] <= c["n_dims"] == p["embed_dim"]:
+                found.append(f"{cell_id}/{name}: concentration {c} out of order")
+            if len(out["top_dims"]) != min(p["top_k"], p["embed_dim"]):
+                found.append(f"{cell_id}/{name}: {len(out['top_dims'])} top dimensions")
+            if not (within(out["seed_stability"], 0, 1) and within(out["top_k_test_share"], 0, 1)):
+                found.append(f"{cell_id}/{name}: stability or share outside [0, 1]")
+    return found

@@ -16,14 +16,24 @@ the finest grid whose cost fits a time budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError, RecordError
+from .inputs import (
+    AnalysisOptions,
+    ModelTaskData,
+    Output,
+    headline_level,
+    probe_runs,
+    score_outputs,
+)
+from .projection import label_groups
 
 #: candidate segment counts, finest first
 SEGMENT_CHOICES: tuple[int, ...] = (10, 5, 2, 1)
@@ -152,3 +162,136 @@ def lead_importance(attributions: Sequence[RecordAttribution], record_leads: Seq
             "top_lead": leads[int(np.argmax(mass))] if total > 0 else None,
         }
     return out
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def choose_records(td: Any, options: AnalysisOptions) -> list[int]:
+    """A fixed, model-independent set of test records: up to ``input_records_per_class`` per label group
+    (positives first), ``input_max_records`` in all, chosen by a seeded draw over the sorted keys."""
+    test = td.indices("test")
+    groups, _ = label_groups(td.task.type, np.asarray(td.y)[test], td.classes)
+    rng = np.random.default_rng(options.seed)
+    order = sorted(np.unique(groups).tolist(), reverse=td.task.type == "binary")
+    pools = {g: test[groups == g][rng.permutation(int((groups == g).sum()))][: options.input_records_per_class]
+             for g in order}
+    chosen: list[int] = []
+    for i in range(options.input_records_per_class):
+        chosen.extend(int(pools[g][i]) for g in order if i < len(pools[g]))
+    return chosen[: options.input_max_records]
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedRecord:
+    key: str
+    data: np.ndarray  # (leads, samples) mV
+    fs: float
+    leads: tuple[str, ...]
+
+
+def richest_layout(attributions: Sequence[tuple[ExplainedRecord, Any]],
+                   ) -> tuple[list[str], list[tuple[ExplainedRecord, Any]]]:
+    """The lead layout with the most leads among the explained records (the first such) and the records in it.
+
+    Lead shares are comparable only within one layout; a pooled task mixes 12-lead records with
+    CinC 2017's single lead, whose share would be 1.0 by construction.
+    """
+    names = list(max((rec.leads for rec, _ in attributions), key=len))
+    return names, [(rec, att) for rec, att in attributions if list(rec.leads) == names]
+
+
+def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
+    """SHAP of model + probe over lead × segment groups for a few fixed test records (see ``input_attribution``)."""
+    from ..data.preprocess import lead_sources
+    from ..data.reader import read_signal
+    from ..embeddings.encode import embed_array
+
+    level = headline_level(data.levels)
+    run = probe_runs(data, level)[0]
+    td = data.task
+    records, unreadable = [], {}
+    for i in choose_records(td, options):
+        row = td.records.iloc[i].to_dict()
+        try:
+            sig = read_signal(row)
+        except RecordError as exc:
+            unreadable[str(td.keys[i])] = exc.reason
+            continue
+        records.append((i, ExplainedRecord(str(td.keys[i]), sig.data, float(sig.fs), tuple(sig.leads))))
+    if not records:
+        raise AnalysisSkip(f"no readable test record to explain ({unreadable})")
+    outputs = score_outputs(data)
+    spec = data.encoder.input_spec
+
+    def read_leads(rec: ExplainedRecord) -> list[int]:
+        """The record's leads the model reads (its own, or their fallback substitutes): the players."""
+        return sorted({i for i in lead_sources(rec.leads, spec.leads, spec.lead_fallbacks) if i is not None})
+
+    def predictor(rec: ExplainedRecord) -> Callable[[np.ndarray], np.ndarray]:
+        def predict(batch: np.ndarray) -> np.ndarray:
+            scores = run.probe.predict_scores(embed_array(data.encoder, batch, rec.fs, rec.leads))
+            return np.asarray(scores, dtype=np.float64).reshape(len(batch), -1)
+        return predict
+
+    first = records[0][1]
+    most_players = max(len(read_leads(rec)) for _, rec in records)
+    t0 = time.perf_counter()
+    predictor(first)(np.repeat(first.data[None], 4, axis=0))
+    per_eval = (time.perf_counter() - t0) / 4
+    resolution = plan_resolution(max(most_players, 1), len(records), per_eval, options.input_budget_s)
+    explained, attributions = [], []
+    for i, rec in records:
+        leads_here = read_leads(rec)
+        if not leads_here:
+            unreadable[rec.key] = f"none of the model's leads ({', '.join(spec.leads)}) in the record"
+            continue
+        att = explain_record(predictor(rec), rec.data, leads_here, resolution, seed=options.seed,
+                                cache_dir=data.cache_dir)
+        attributions.append((rec, att))
+        explained.append({
+            "key": rec.key, "label": _label_text(td, i), "fs": rec.fs, "n_samples": int(rec.data.shape[1]),
+            "leads": list(rec.leads), "player_leads": [rec.leads[j] for j in att.lead_index],
+            "bounds_s": (att.bounds / rec.fs).tolist(), "values": att.values, "base": att.base, "output": att.output,
+            "additivity_error": att.additivity_error,
+        })
+    if not attributions:
+        raise AnalysisSkip(f"no explainable record ({unreadable})")
+    lead_names, same_layout = richest_layout(attributions)
+    return Output({
+        "model": data.model, "task": td.task.id, "level": level, "seed": run.seed, "outputs": outputs,
+        "explains": "probe scores (probability; prediction for regression) of model + probe",
+        "masking": "lead median over the segment", "model_leads": list(spec.leads),
+        "lead_fallbacks": [list(pair) for pair in spec.lead_fallbacks],
+        "resolution": {"n_segments": resolution.n_segments, "permutations": resolution.permutations,
+                       "evals_per_record": resolution.evals_per_record, "seconds_per_eval": per_eval},
+        "records": explained, "unexplained": unreadable,
+        "lead_importance": lead_importance([att for _, att in same_layout], lead_names, outputs),
+        "lead_importance_records": [rec.key for rec, _ in same_layout],
+    }, figure_input=[rec for rec, _ in attributions])
+
+
+def _label_text(td: Any, i: int) -> str:
+    y = np.asarray(td.y)[i]
+    if td.task.type == "regression":
+        return f"{float(y):.3g}"
+    if td.task.type == "multilabel":
+        return ", ".join(c for c, v in zip(td.classes, y) if v) or "none"
+    return str(td.classes[int(y)])
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """Invariants a stored payload must satisfy: additivity, players among the leads the model reads, shares."""
+    found = []
+    read = set(p["model_leads"]) | {substitute for _, substitute in p["lead_fallbacks"]}
+    for rec in p["records"]:  # the values of a record sum to f(record) - f(masked record)
+        if rec["additivity_error"] > 1e-4 * max(1.0, *map(abs, rec["output"])):
+            found.append(f"{rec['key']}: additivity error {rec['additivity_error']}")
+        if not set(rec["player_leads"]) <= read:
+            found.append(f"{rec['key']}: players {rec['player_leads']} outside the leads the model reads")
+    for output, imp in p["lead_importance"].items():
+        total = sum(imp["share"].values())
+        if abs(total - 1) >= 1e-6 and total != 0:
+            found.append(f"{output}: lead shares sum to {total}")
+        if any(imp["share"][lead] != 0 for lead in imp["share"] if lead not in read):
+            found.append(f"{output}: a lead the model does not read got attribution")
+    return found

@@ -16,13 +16,14 @@ Lower-is-better metrics (MAE) are handled by orientation: "reaching" means getti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError
+from .inputs import Output, TaskInputs, within
 
 CONTROL = "random_cnn"
 
@@ -75,3 +76,40 @@ def reach_fraction(log_fraction: np.ndarray, value: np.ndarray, reference: float
             t = (ref - v[i - 1]) / (v[i] - v[i - 1])
             return float(10 ** (log_fraction[i - 1] + t * (log_fraction[i] - log_fraction[i - 1]))), False
     return None, False
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(inputs: TaskInputs) -> Output:
+    """Every model's curve over its cells' results for the task, with the random_cnn control's full-data reference."""
+    from ..data.scarcity import parse_level
+    from ..metrics import METRICS
+
+    task_id = inputs.task
+    finished = [r for r in inputs.results() if r.task == task_id and r.main.is_finite()]
+    control = [r for r in finished if r.model == CONTROL and r.scarcity == "frac100"]
+    reference = control[0].main.value if control else None
+    curves, too_short = {}, {}
+    for model in sorted({r.model for r in finished}):
+        mine = sorted((r for r in finished if r.model == model), key=lambda r: parse_level(r.scarcity).id)
+        if len(mine) < 2:
+            too_short[model] = f"{len(mine)} finished cell(s); a curve needs 2 scarcity levels"
+            continue
+        full = [r for r in mine if r.scarcity == "frac100"]
+        points = [CurvePoint(level=r.scarcity, n_train=r.n_train, value=r.main.value, ci_low=r.main.ci_low,
+                             ci_high=r.main.ci_high) for r in mine]
+        curves[model] = {
+            "metric": mine[0].main_metric, "n_full_from": "frac100 cell" if full else "largest cell",
+            **efficiency(points, n_full=full[0].n_train if full else max(r.n_train for r in mine),
+                         higher_is_better=METRICS.get(mine[0].main_metric).higher_is_better, reference=reference),
+        }
+    if not curves:
+        raise AnalysisSkip(f"no model has two finished scarcity levels on {task_id} ({too_short or 'no cells'})")
+    return Output({"task": task_id, "reference_model": CONTROL if control else None, "reference": reference,
+                   "models": curves, "left_out": too_short})
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """Every curve has points and a reach fraction in [0, 1]."""
+    return [f"{model}: {len(curve['points'])} points, reach {curve['reach']}" for model, curve in p["models"].items()
+            if not curve["points"] or not within(curve["reach"], 0, 1)]

@@ -20,13 +20,14 @@ statistics. The structure is quantified where it lives, in the embedding space:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError
+from .inputs import AnalysisOptions, ModelTaskData, Output, source_column, within
 
 N_NEIGHBORS = 15
 MIN_DIST = 0.1
@@ -45,9 +46,9 @@ def umap_2d(X: np.ndarray, *, seed: int, cache_dir: Path, n_neighbors: int = N_N
     X = np.asarray(X, dtype=np.float32)
     if len(X) < MIN_RECORDS:
         raise DataError(f"{len(X)} records are too few for a map (need {MIN_RECORDS})", "X")
-    from ._jit_cache import import_umap
-
     from sklearn.metrics import pairwise_distances
+
+    from ._jit_cache import import_umap
 
     umap = import_umap(cache_dir)
     k = min(n_neighbors, len(X) - 1)
@@ -157,3 +158,51 @@ def structure_scores(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, *, seed: 
         "trustworthiness": trustworthiness(X, Y),
         "n_records": int(len(X)),
     }
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
+    """2-D UMAP of the test embeddings and its structure scores (see ``projection``)."""
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = data.rows("train"), data.rows("test")
+    if len(test) > options.map_max_records:
+        rng = np.random.default_rng(options.seed)
+        test = np.sort(rng.choice(test, options.map_max_records, replace=False))
+    if len(test) < MIN_RECORDS:
+        raise AnalysisSkip(f"{len(test)} test records are too few for a map (need {MIN_RECORDS})")
+    scaler = StandardScaler().fit(data.X[train])
+    X_test = scaler.transform(data.X[test])
+    Y = umap_2d(X_test, seed=options.seed, cache_dir=data.cache_dir)
+    groups, group_names = label_groups(data.task_type, data.y[test], data.task.classes)
+    source_name, source = source_column(data.task)
+    separability = None
+    if source is not None:
+        every = np.flatnonzero(data.have)
+        separability = {"by": source_name, **source_separability(
+            data.X[every], source[every], seed=options.seed, max_per_source=options.separability_max_per_source)}
+    return Output({
+        "model": data.model, "task": data.task.task.id,
+        "params": {"n_neighbors": N_NEIGHBORS, "min_dist": MIN_DIST, "n_epochs": N_EPOCHS,
+                   "metric": "euclidean", "seed": options.seed, "fixed": True,
+                   "fit_on": "test embeddings, standardised with training-split statistics"},
+        "scores": structure_scores(X_test, Y, groups, seed=options.seed),
+        "separability": separability,
+        "coords": np.round(Y, 4), "groups": groups, "group_names": group_names,
+        "source_by": source_name, "source": None if source is None else source[test],
+    })
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """Invariants a stored payload must satisfy: one point per record, bounded scores."""
+    s = p["scores"]
+    found = []
+    if not len(p["coords"]) == s["n_records"] == len(p["groups"]):
+        found.append(f"{len(p['coords'])} points, {s['n_records']} records, {len(p['groups'])} groups")
+    for name, low in (("silhouette", -1), ("knn_accuracy", 0), ("trustworthiness", 0)):
+        if not within(s[name], low, 1):
+            found.append(f"{name} {s[name]} outside [{low}, 1]")
+    if not within((p.get("separability") or {}).get("auroc"), 0, 1):
+        found.append("source separability AUROC outside [0, 1]")
+    return found

@@ -12,10 +12,12 @@ representations equal up to rotation and isotropic scale, and near 0 for unrelat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError
+from .inputs import AnalysisOptions, ModelTaskData, Output, TaskInputs, within
 
 EPS = 1e-7
 
@@ -52,3 +54,48 @@ def cka_matrix(embeddings: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndar
         for j in range(i + 1, len(names)):
             out[i, j] = out[j, i] = linear_cka(embeddings[a], embeddings[names[j]])
     return names, out
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
+    """RankMe of the model's embeddings of the task's records; extra: the test (keys, embeddings) for CKA."""
+    every, test = np.flatnonzero(data.have), data.rows("test")
+    return Output({
+        "model": data.model, "task": data.task.task.id, "embed_dim": int(data.X.shape[1]),
+        "rankme": rankme(data.X[every]), "rankme_test": rankme(data.X[test]), "n_records": int(len(every)),
+        "n_test": int(len(test)), "records_without_embedding": int((~data.have).sum()),
+        "excluded": dict(sorted(data.excluded.items())),
+    }, test_embeddings=(np.asarray(data.task.keys)[test], data.X[test]))
+
+
+
+def run_cka(inputs: TaskInputs) -> Output:
+    """Linear CKA between every two models on the test records all of them embedded."""
+    task_id = inputs.task
+    stored = inputs.store.task_embeddings(task_id)
+    if len(stored) < 2:
+        raise AnalysisSkip(f"CKA needs test embeddings of two models for {task_id}, found {sorted(stored)}")
+    common = set.intersection(*(set(keys.tolist()) for keys, _ in stored.values()))
+    order = sorted(common)
+    if len(order) < 2:
+        raise AnalysisSkip(f"the models of {task_id} share {len(order)} embedded test records")
+    aligned = {}
+    for model, (keys, X) in stored.items():
+        position = {k: i for i, k in enumerate(keys.tolist())}
+        aligned[model] = X[[position[k] for k in order]]
+    names, matrix = cka_matrix(aligned)
+    return Output({"task": task_id, "models": names, "cka": matrix, "n_records": len(order)})
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """RankMe lies between 1 and the smaller of records and dimensions."""
+    if 1 - 1e-6 <= p["rankme"] <= min(p["n_records"], p["embed_dim"]) + 1e-6:
+        return []
+    return [f"RankMe {p['rankme']} outside [1, min({p['n_records']}, {p['embed_dim']})]"]
+
+
+def cka_problems(p: Mapping[str, Any]) -> list[str]:
+    """A CKA matrix has a unit diagonal and values in [0, 1]."""
+    return [f"row {p['models'][i]}: {row}" for i, row in enumerate(p["cka"])
+            if abs(row[i] - 1) >= 1e-6 or not all(within(v, 0, 1) for v in row)]

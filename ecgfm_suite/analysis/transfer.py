@@ -14,13 +14,15 @@ reported with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import AnalysisSkip, DataError
 from ..metrics import METRICS, evaluate
 from ..probes import fit_probe
+from .inputs import AnalysisOptions, ModelTaskData, Output, is_pooled
 
 MIN_TRAIN = 20
 MIN_TEST = 10
@@ -96,3 +98,30 @@ def mean_drop(result: dict[str, Any]) -> float | None:
     drops = [c["drop"] for a, row in result["cells"].items() for b, c in row.items()
              if a != b and c.get("drop") is not None]
     return float(np.mean(drops)) if drops else None
+
+
+# --------------------------------------------------------------------------- on a benchmark run
+
+def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
+    """Train on one region, test on every region (see ``transfer``); pooled tasks only."""
+    if not is_pooled(data.task.task):
+        raise AnalysisSkip(f"task {data.task.task.id} is not a pooled cross-continental task")
+    every = np.flatnonzero(data.have)
+    result = transfer_matrix(data.task_type, data.X[every], data.y[every], np.asarray(data.task.split)[every],
+                                np.asarray(data.task.region)[every], metric=data.task.task.main_metric,
+                                n_classes=data.n_classes, seed=data.seeds[0], n_boot=data.n_boot)
+    if not result["cells"]:
+        raise AnalysisSkip(f"no region has enough records to train on ({result['left_out']})")
+    return Output({"model": data.model, "task": data.task.task.id, **result, "mean_drop": mean_drop(result)})
+
+
+def problems(p: Mapping[str, Any]) -> list[str]:
+    """Every pair has a value or a reason; in-region drops are 0."""
+    found = []
+    for a, row in p["cells"].items():
+        for b, cell in row.items():
+            if cell["value"] is None and not cell["reason"]:
+                found.append(f"{a} -> {b}: no value and no reason")
+            if a == b and cell["drop"] not in (0.0, None):
+                found.append(f"{a} -> {a}: in-region drop {cell['drop']}")
+    return found

@@ -11,8 +11,9 @@ scan, and the data layer's code is the same; otherwise the root is rescanned and
 replaced. There is one entry per (dataset, root, scan options), so the cache does not grow with
 data changes.
 
-Entries are gzipped JSON with tagged tuples and dicts (no pickle): a damaged entry is logged with
-its path and rescanned, never trusted and never fatal.
+Entries are gzipped JSON with tagged tuples and dicts (no pickle), written atomically and fsynced: a
+damaged or unreadable entry is named in a ``CacheWarning`` and rescanned, never trusted and never
+fatal; a cache that cannot be written (read-only, full disk) costs the next session a scan and a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__
-from .._io import sha256_json, write_atomic
+from .._io import oserror_reason, sha256_json, write_atomic
+from ..errors import CacheWarning
 from .datasets._common import list_tree
 from .records import DatasetIndex, Exclusion
 
@@ -67,7 +70,8 @@ def cached_scan(scan: Scan, dataset_id: str, root: Path, *, strict: bool, option
         payload = json.dumps({"fingerprint": fingerprint, "index": encode_index(index)}, separators=(",", ":"))
         write_atomic(path, gzip.compress(payload.encode(), compresslevel=3, mtime=0))
     except OSError as exc:  # a read-only or full cache disk costs the next session a scan, nothing more
-        log.warning("%s: could not store the %s index (%s)", path, dataset_id, exc)
+        warnings.warn(f"{path}: could not store the {dataset_id} index ({oserror_reason(exc)}); the next "
+                      "session scans again", CacheWarning, stacklevel=2)
     return index
 
 
@@ -78,8 +82,9 @@ def _read_entry(path: Path, fingerprint: Mapping[str, Any]) -> DatasetIndex | No
             log.debug("%s: files or code changed since the scan; rescanning", path)
             return None
         return decode_index(entry["index"])
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: unreadable dataset index entry (%s: %s); rescanning", path, type(exc).__name__, exc)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        warnings.warn(f"{path}: unreadable dataset index entry ({type(exc).__name__}: {exc}); rescanning",
+                      CacheWarning, stacklevel=3)
         return None
 
 

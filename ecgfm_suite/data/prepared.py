@@ -8,12 +8,16 @@ reader processes decodes records while the calling process prepares them, in ind
 
 Cache entry ``<cache_dir>/prepared/<key[:2]>/<key>/``: ``windows.npy``, ``offsets.npy``,
 ``keys.json``, ``excluded.json``, then ``manifest.json`` (the commit mark). It is built in a
-temp dir beside it and ``os.replace``-d in, under one ``filelock`` per key, so concurrent
-pytest-xdist workers fill it once; a corrupt entry is deleted with a warning and rebuilt.
+temp dir beside it (every file and the dir fsynced) and ``os.replace``-d in, under one ``filelock``
+per key, so concurrent pytest-xdist workers fill it once; a corrupt or unreadable entry is deleted
+with a ``CacheWarning`` and rebuilt. A hit takes no lock, so a read-only cache serves its hits; a
+cache that cannot be locked or written (read-only, full disk) costs a build in a temp folder and a
+``CacheWarning`` naming the entry, never half an entry.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -23,8 +27,8 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -34,8 +38,8 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from .._io import atomic_open, sha256_json, write_atomic
-from ..errors import CacheError, EcgfmError, RecordError, SpecError
+from .._io import fsync_dir, oserror_reason, sha256_json, write_durable
+from ..errors import CacheError, CacheWarning, EcgfmError, RecordError, SpecError
 from .preprocess import PIPELINE_VERSION
 from .reader import read_signal
 from .records import Exclusion, Signal, validate_signal
@@ -133,39 +137,74 @@ def prepare_records(
     except TypeError as exc:
         raise SpecError(f"spec_key must be JSON-serialisable: {exc}", "spec_key") from None
 
-    def build(out_dir: Path) -> None:
+    def build(out_dir: Path, key: str | None) -> None:
         _build(records, prepare_fn, read, out_dir, workers=workers, strict=strict, chunk_size=chunk_size,
                manifest={"key": key, "spec": dict(spec_key), "prepare": _callable_id(prepare_fn),
                          "read": _callable_id(read)})
 
+    def build_uncached() -> PreparedSet:
+        with tempfile.TemporaryDirectory(prefix="ecgfm-prepared-", ignore_cleanup_errors=True) as tmp:
+            build(Path(tmp), None)  # a large result stays memory-mapped: POSIX keeps the unlinked file alive
+            return _load_entry(Path(tmp), None, in_memory=_nbytes(Path(tmp)) <= IN_MEMORY_BYTES)
+
     key = None if cache_dir is None else prepared_key(records, prepare_fn, spec_key=spec_key, read=read)
     if key is None:
         if cache_dir is not None:
-            warnings.warn("records without content_hash: prepared arrays are not cached", stacklevel=2)
-        with tempfile.TemporaryDirectory(prefix="ecgfm-prepared-", ignore_cleanup_errors=True) as tmp:
-            build(Path(tmp))  # a large result stays memory-mapped: POSIX keeps the unlinked file alive
-            return _load_entry(Path(tmp), None, in_memory=_nbytes(Path(tmp)) <= IN_MEMORY_BYTES)
+            warnings.warn("records without content_hash: prepared arrays are not cached", CacheWarning, stacklevel=2)
+        return build_uncached()
 
     bucket = Path(cache_dir) / "prepared" / key[:2]
     entry = bucket / key
+    problem: CacheError | None = None
     if (entry / "manifest.json").exists():
         try:  # fast path: a committed entry is immutable, no lock needed to read it
             return _check_strict(_load_entry(entry, key, from_cache=True), strict)
-        except CacheError:
-            pass  # re-checked and, if still corrupt, deleted under the lock
-    bucket.mkdir(parents=True, exist_ok=True)
-    with FileLock(bucket / f"{key}.lock"):
+        except CacheError as exc:
+            problem = exc  # re-checked and, if still corrupt, deleted under the lock
+    lock = ExitStack()
+    try:
+        bucket.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(FileLock(bucket / f"{key}.lock"))
+    except OSError as exc:
+        if problem is not None:
+            warnings.warn(f"corrupt prepared-array cache entry: {problem}", CacheWarning, stacklevel=2)
+        warnings.warn(f"{entry}: prepared-array cache not writable ({oserror_reason(exc)}): building in a "
+                      "temporary folder", CacheWarning, stacklevel=2)
+        return build_uncached()
+    failed: CacheError | None = None
+    with lock:
         if entry.exists():
             try:
                 return _check_strict(_load_entry(entry, key, from_cache=True), strict)
             except CacheError as exc:
-                warnings.warn(f"deleting corrupt prepared-array cache entry: {exc}", stacklevel=2)
-                shutil.rmtree(entry)
-        for stale in bucket.glob(f".{key}.*.tmp"):  # left by a killed build; we hold the key's lock
-            shutil.rmtree(stale, ignore_errors=True)
+                warnings.warn(f"deleting corrupt prepared-array cache entry: {exc}", CacheWarning, stacklevel=2)
+                shutil.rmtree(entry, ignore_errors=True)
+        try:
+            _build_entry(entry, functools.partial(build, key=key))
+        except CacheError as exc:  # the cache disk filled up, or went read-only: the records were fine
+            failed = exc
+    if failed is not None:  # built outside the lock: the other workers would fail the same way, not wait
+        warnings.warn(f"{failed}: nothing was half-written; building in a temporary folder instead",
+                      CacheWarning, stacklevel=2)
+        return build_uncached()
+    return _load_entry(entry, key)
+
+
+def _build_entry(entry: Path, build: Callable[[Path], None]) -> None:
+    """Build ``entry`` in a temp dir beside it, fsynced, and rename it in (the commit); the caller holds the
+    key's lock. A failure to write the cache (not a record's error) is a ``CacheError`` naming the entry."""
+    bucket, key = entry.parent, entry.name
+    for stale in bucket.glob(f".{key}.*.tmp"):  # left by a killed build; we hold the key's lock
+        shutil.rmtree(stale, ignore_errors=True)
+    with _writing(entry):
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=bucket))
+    try:
         try:
             build(tmp)
+        except CacheError as exc:
+            raise CacheError(exc.reason, entry) from exc  # the entry, not its temp dir's name
+        with _writing(entry):
+            fsync_dir(tmp)
             try:
                 os.replace(tmp, entry)
             except OSError:
@@ -173,10 +212,22 @@ def prepare_records(
                     raise
                 # another builder committed first (a lock that does not hold, e.g. across hosts): keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return _load_entry(entry, key)
+            fsync_dir(bucket)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An ``OSError`` while writing (numpy's short write names no path) → a ``CacheError`` naming ``path``.
+    Wraps writes only: a record's read error (an ``OSError`` too, in strict mode) passes as it is."""
+    try:
+        yield
+    except EcgfmError:
+        raise
+    except OSError as exc:
+        raise CacheError(f"cannot write prepared arrays ({oserror_reason(exc)})", path) from exc
 
 
 def _check_strict(prepared: PreparedSet, strict: bool) -> PreparedSet:
@@ -299,8 +350,10 @@ def _build(
     workers: int, strict: bool, chunk_size: int, manifest: dict[str, Any],
 ) -> None:
     """Stream windows straight into ``windows.npy`` (bounded memory), then write the other entry files,
-    manifest last. The ``.npy`` header is written for 0 windows and rewritten in place at the end: numpy
-    pads every header with room for a 21-digit first axis so that a file can grow this way."""
+    manifest last, each fsynced (``out_dir`` is a fresh temp dir: the caller's rename of it is the commit).
+    The ``.npy`` header is written for 0 windows and rewritten in place at the end: numpy pads every
+    header with room for a 21-digit first axis so that a file can grow this way. Only the writes are
+    wrapped in ``_writing``: a strict run's record error is not a cache error."""
     t0 = time.perf_counter()
     rows = records.to_dict("records")
     counts = np.zeros(len(rows), dtype=np.int64)
@@ -308,14 +361,18 @@ def _build(
     excluded: list[Exclusion] = []
     header: dict[str, Any] | None = None  # the .npy header, once the first record gives the window shape
     data_start = 0
-    with atomic_open(out_dir / "windows.npy", "wb") as fh:
+    target = out_dir / "windows.npy"
+    with _writing(target):
+        fh = open(target, "xb")  # noqa: SIM115 - closed below, quietly when an error is already on its way
+    try:
         for key, result in _windows(rows, prepare_fn, read, workers=workers, strict=strict, chunk_size=chunk_size):
             if isinstance(result, Exclusion):
                 excluded.append(result)
                 continue
             if header is None:
                 header = {**np.lib.format.header_data_from_array_1_0(result), "shape": (0, *result.shape[1:])}
-                np.lib.format.write_array_header_1_0(fh, header)
+                with _writing(target):
+                    np.lib.format.write_array_header_1_0(fh, header)
                 data_start = fh.tell()
             elif result.shape[1:] != header["shape"][1:]:
                 reason = (f"prepared window shape {result.shape[1:]} differs from the first record's "
@@ -326,29 +383,43 @@ def _build(
                 continue
             counts[len(keys)] = len(result)
             keys.append(key)
-            result.tofile(fh)
+            with _writing(target):
+                result.tofile(fh)
         offsets = np.concatenate([[0], np.cumsum(counts[: len(keys)])]).astype(np.int64)
-        if header is None:  # nothing usable: an empty 1-d array, as np.save writes it
-            shape: tuple[int, ...] = (0,)
-            np.save(fh, np.zeros(shape, np.float32), allow_pickle=False)
-        else:
-            shape = (int(offsets[-1]), *header["shape"][1:])
-            fh.seek(0)
-            np.lib.format.write_array_header_1_0(fh, {**header, "shape": shape})
-            if fh.tell() != data_start:  # cannot happen with numpy's growth padding; never write a bad file
-                raise CacheError(f"npy header grew from {data_start} to {fh.tell()} bytes", out_dir / "windows.npy")
-    with atomic_open(out_dir / "offsets.npy", "wb") as fh:
-        np.save(fh, offsets, allow_pickle=False)
-    write_atomic(out_dir / "keys.json", json.dumps(keys))
-    write_atomic(out_dir / "excluded.json", json.dumps([e.to_dict() for e in excluded]))
+        with _writing(target):
+            if header is None:  # nothing usable: an empty 1-d array, as np.save writes it
+                shape: tuple[int, ...] = (0,)
+                np.save(fh, np.zeros(shape, np.float32), allow_pickle=False)
+            else:
+                shape = (int(offsets[-1]), *header["shape"][1:])
+                fh.seek(0)
+                np.lib.format.write_array_header_1_0(fh, {**header, "shape": shape})
+                if fh.tell() != data_start:  # cannot happen with numpy's growth padding; never write a bad file
+                    raise CacheError(f"npy header grew from {data_start} to {fh.tell()} bytes", target)
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+    except BaseException:
+        with suppress(OSError):  # closing flushes: on a full disk that fails again, hiding the first error
+            fh.close()
+        raise
     build_s = time.perf_counter() - t0
-    write_atomic(out_dir / "manifest.json", json.dumps({
+    meta = {
         **manifest, "schema": PREPARED_SCHEMA, "pipeline_version": PIPELINE_VERSION,
         "n_records": len(keys), "n_excluded": len(excluded), "windows_shape": list(shape), "dtype": "float32",
-        "files": {name: (out_dir / name).stat().st_size for name in _FILES},
         "build_s": round(build_s, 3), "records_per_s": round(len(records) / build_s, 1) if build_s else None,
         "workers": workers,
-    }, indent=1, sort_keys=True))
+    }
+    files = {"offsets.npy": lambda out: np.save(out, offsets, allow_pickle=False),
+             "keys.json": lambda out: out.write(json.dumps(keys).encode()),
+             "excluded.json": lambda out: out.write(json.dumps([e.to_dict() for e in excluded]).encode())}
+    for name, write in files.items():
+        with _writing(out_dir / name):
+            write_durable(out_dir / name, write)
+    meta["files"] = {name: (out_dir / name).stat().st_size for name in _FILES}
+    text = json.dumps(meta, indent=1, sort_keys=True).encode()
+    with _writing(out_dir / "manifest.json"):
+        write_durable(out_dir / "manifest.json", lambda out: out.write(text))
 
 
 def _nbytes(entry: Path) -> int:
@@ -373,7 +444,7 @@ def _load_entry(entry: Path, key: str | None, *, in_memory: bool = False, from_c
         excluded = tuple(Exclusion(**d) for d in json.loads((entry / "excluded.json").read_text()))
     except CacheError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError: ValueError
         raise CacheError(f"unreadable prepared-array entry: {type(exc).__name__}: {exc}", entry) from None
     problems = [
         (windows.dtype != np.float32, f"windows dtype {windows.dtype}"),

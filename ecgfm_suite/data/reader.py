@@ -21,10 +21,10 @@ from wfdb.io._signal import BYTES_PER_SAMPLE, COMPRESSED_FMTS
 from wfdb.io.header import HeaderSyntaxError, parse_header_content, rx_record, rx_signal
 
 from ..errors import RecordError
-from .records import Signal, canonical_lead, validate_signal
+from .challenge_mat import read_challenge_mat
+from .records import Signal, record_leads, to_millivolts, validate_signal
 
 #: factor from a header's ``units`` field to mV
-_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 
 
 def header_path(record_path: str | Path) -> Path:
@@ -193,17 +193,6 @@ def decode_samples(header: wfdb.Record, record_path: str | Path) -> wfdb.Record:
     return header
 
 
-def to_millivolts(p_signal: np.ndarray, units: list[str], path: str | Path) -> np.ndarray:
-    """Scale wfdb's physical ``(samples, leads)`` array to mV per lead, from each lead's ``units``."""
-    factors = []
-    for unit in units:
-        factor = _TO_MV.get((unit or "mV").strip().lower())
-        if factor is None:
-            raise RecordError(f"unknown signal units {unit!r} (expected mV, uV or V)", path)
-        factors.append(factor)
-    return p_signal * np.asarray(factors, dtype=np.float64)
-
-
 def _row_get(row: Mapping[str, Any], key: str) -> Any:
     value = row.get(key) if hasattr(row, "get") else None
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
@@ -213,14 +202,13 @@ def read_signal(row: Mapping[str, Any]) -> Signal:
     """Decode one index row (``path``, ``format``, optional ``leads``/``fs``/``n_samples``) in mV.
 
     Lead names come from the row (the loader's canonical names, e.g. CinC 2017's ``ECG`` → ``I``)
-    when present, else from the header. A header that disagrees with the row means the file
-    changed since the scan: :class:`RecordError`.
+    when present, else from the header; an unknown or repeated name is a :class:`RecordError`
+    (:func:`record_leads`). A header that disagrees with the row means the file changed since the
+    scan: :class:`RecordError`.
     """
     path = Path(row["path"])
     fmt = row.get("format", "wfdb")
     if fmt == "challenge_mat":
-        from .datasets.challenge import read_challenge_mat  # lazy: loaders-2's module, scipy.io
-
         return read_challenge_mat(path)
     if fmt != "wfdb":
         raise RecordError(f"unknown record format {fmt!r} (expected 'wfdb' or 'challenge_mat')", path)
@@ -237,7 +225,7 @@ def read_signal(row: Mapping[str, Any]) -> Signal:
         raise RecordError(f"cannot decode signal: {exc}", hea) from None
     data = to_millivolts(record.p_signal, record.units, hea).T.astype(np.float32)
     names = _row_get(row, "leads")
-    leads = tuple(names.split(",")) if names else tuple(canonical_lead(n) for n in record.sig_name)
+    leads = record_leads(names.split(",") if names else record.sig_name, hea)
     if len(leads) != data.shape[0]:
         raise RecordError(f"index lists {len(leads)} leads, header has {data.shape[0]}", hea)
     return Signal(data=np.ascontiguousarray(data), fs=float(record.fs), leads=leads)

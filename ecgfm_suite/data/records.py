@@ -7,11 +7,14 @@ demand, always returned in mV as float32 ``(leads, samples)`` in canonical lead 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..errors import RecordError
 
 #: Canonical 12-lead order ("std" order in fm-specs.md).
 STD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -23,6 +26,25 @@ def canonical_lead(name: str) -> str:
     """``'avr'``/``'AVR'``/``'aVR'`` → ``'aVR'``; unknown names are returned stripped."""
     key = name.strip()
     return _LEAD_ALIASES.get(key.lower(), key)
+
+
+def record_leads(names: Iterable[str | None], path: str | Path) -> tuple[str, ...]:
+    """A record's lead names, canonical; :class:`RecordError` naming ``path`` if one is unknown or repeated.
+
+    A garbled signal line still parses, with its garbage as the lead name: accepted, it would leave the
+    real lead missing, zero-filled by every model that reads it, a silent wrong answer.
+    """
+    leads = []
+    for i, name in enumerate(names, start=1):
+        lead = canonical_lead(name) if isinstance(name, str) else ""
+        if lead not in STD_LEADS:
+            raise RecordError(f"signal {i} names an unknown lead {name!r} (expected one of {', '.join(STD_LEADS)})",
+                              path)
+        leads.append(lead)
+    repeated = sorted({lead for lead in leads if leads.count(lead) > 1}, key=STD_LEADS.index)
+    if repeated:
+        raise RecordError(f"lead {', '.join(repeated)} named more than once ({', '.join(leads)})", path)
+    return tuple(leads)
 
 
 #: Columns every loader's ``DatasetIndex.records`` must have (dataset label columns come on top).
@@ -69,6 +91,20 @@ class DatasetIndex:
     notes: list[str] = field(default_factory=list)
 
 
+def excluded_records(index: DatasetIndex, prepared: Iterable[Mapping[str, str]] = ()) -> list[dict[str, str]]:
+    """Every record of a dataset left out, with its file and reason (what a cell's result lists and the report
+    shows): at indexing (``index.excluded``) and, given a prepared set's exclusions (``{"record": key,
+    "reason"}``), while preparing a model's input."""
+    rows = [{"dataset": index.dataset, "stage": "index", "record": ex.record, "file": str(index.root / ex.record),
+             "reason": ex.reason} for ex in index.excluded]
+    prepared = list(prepared)
+    if prepared:
+        paths = dict(zip(index.records["key"], index.records["path"], strict=True))
+        rows += [{"dataset": index.dataset, "stage": "prepare", "record": str(ex["record"]),
+                  "file": str(paths.get(ex["record"], "")), "reason": str(ex["reason"])} for ex in prepared]
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     """One record's samples in mV, ``data`` float32 (leads, samples)."""
@@ -103,3 +139,30 @@ def validate_signal(sig: Signal) -> str | None:
     if not lo <= median_ptp <= hi:
         return f"implausible amplitude: median peak-to-peak {median_ptp:.4g} mV (wrong gain?), expected {lo}–{hi} mV"
     return None
+
+
+_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+
+
+def to_millivolts(p_signal: np.ndarray, units: list[str], path: str | Path) -> np.ndarray:
+    """Scale wfdb's physical ``(samples, leads)`` array to mV per lead, from each lead's ``units``."""
+    factors = []
+    for unit in units:
+        factor = _TO_MV.get((unit or "mV").strip().lower())
+        if factor is None:
+            raise RecordError(f"unknown signal units {unit!r} (expected mV, uV or V)", path)
+        factors.append(factor)
+    return p_signal * np.asarray(factors, dtype=np.float64)
+
+
+def comment_fields(comments: Iterable[str]) -> dict[str, str]:
+    """``["<age>: 51", "Sex: F"]`` → ``{"age": "51", "sex": "F"}``: keys lower-cased, ``<>`` and spaces stripped.
+
+    Lines without ``:`` are skipped; the first occurrence of a key wins.
+    """
+    out: dict[str, str] = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(key.strip().strip("<>").strip().lower(), value.strip())
+    return out

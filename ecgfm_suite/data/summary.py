@@ -15,7 +15,8 @@ from ..errors import DataError
 from ..registry import resolve
 from .discovery import discover, load_index
 from .records import DatasetIndex
-from .tasks import TASKS, TaskSkip, TaskSpec
+from ..errors import TaskSkip
+from .tasks import TASKS, TaskSpec
 from .tasks.labels import Unlabelled
 
 UNLABELLED = "unlabelled"

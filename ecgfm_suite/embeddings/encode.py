@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
+from ..data.preprocess import InputSpec, lead_sources
+from ..data.records import STD_LEADS, Signal, canonical_lead, validate_signal
+from ..errors import DataError, SpecError
 from ..models.protocol import Encoder
 
 
@@ -22,6 +27,74 @@ def aggregate_windows(emb: np.ndarray, offsets: np.ndarray, how: str = "mean") -
     counts = np.diff(offsets)
     pool = sparse.csr_array((np.ones(len(emb), emb.dtype), np.arange(len(emb)), offsets), shape=(len(counts), len(emb)))
     return ((pool @ emb) / counts[:, None]).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    """Raw ECGs checked for ``embed_array``: float32 (N, leads, samples) in mV, their canonical lead names, and
+    what the caller should tell the user about them (records whose few non-finite samples become 0)."""
+
+    x: np.ndarray
+    leads: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def check_raw_input(x: np.ndarray, fs: float, leads: Sequence[str] | None, spec: InputSpec, *, pad: bool = False,
+                    source: str = "input") -> RawInput:
+    """Validate raw ECGs at the ``embed`` boundary, where a bad array would otherwise give embeddings quietly
+    (all-NaN input encodes to zeros) or a scipy traceback. ``source`` names the array in errors.
+
+    Each record must pass the checks the benchmark applies to every record it reads (``validate_signal``:
+    not all-NaN/inf nor over 5 % of samples, not all flat, a plausible mV amplitude); a record with fewer
+    non-finite samples is kept with them set to 0, as the benchmark does, and reported in ``notes``. A record
+    shorter than the model's window is refused unless ``pad``: then it is zero-padded, as the benchmark pads
+    its short records. Lead names must be canonical ECG leads, and at least one must be a lead the model reads.
+    """
+    if not (isinstance(fs, (int, float)) and math.isfinite(fs) and fs > 0):
+        raise SpecError(f"the sampling rate must be a finite number > 0 Hz, got {fs}", "--fs")
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"holds {x.dtype} values; expected real numbers (N, leads, samples) in mV", source)
+    if x.ndim != 3 or 0 in x.shape:
+        raise DataError(f"expected an array (N, leads, samples) with N, leads, samples > 0, got shape {x.shape}",
+                        source)
+    names = _lead_names(leads, x.shape[1], source)
+    if all(i is None for i in lead_sources(names, spec.leads, spec.lead_fallbacks)):
+        raise SpecError(f"the model reads leads {', '.join(spec.leads)}; the input's leads {', '.join(names)} "
+                        "include none of them", "--leads")
+    n_model = round(x.shape[2] * spec.fs / fs)
+    if n_model < spec.window and not pad:
+        raise DataError(f"records of {x.shape[2]} samples at {fs:g} Hz ({x.shape[2] / fs:.3g} s) are shorter than "
+                        f"the model's window of {spec.window / spec.fs:g} s ({spec.window} samples at {spec.fs:g} Hz); "
+                        "pass --pad to zero-pad them as the benchmark pads short records", source)
+    x = np.asarray(x, dtype=np.float32)
+    for i, record in enumerate(x):
+        reason = validate_signal(Signal(record, float(fs), names))
+        if reason is not None:
+            raise DataError(f"record {i}: {reason} (the benchmark excludes such records)", source)
+    partly = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
+    notes = (f"{partly} record(s) have a few NaN/inf samples, set to 0 as the benchmark does",) if partly else ()
+    return RawInput(x, names, notes)
+
+
+def _lead_names(leads: Sequence[str] | None, n_leads: int, source: str) -> tuple[str, ...]:
+    """Canonical names of the input's leads (default: the first ``n_leads`` standard leads); an unknown or
+    repeated name is refused, since a lead read as another would embed the wrong signal."""
+    if leads is None:
+        if n_leads > len(STD_LEADS):
+            raise SpecError(f"{source} has {n_leads} leads, more than the {len(STD_LEADS)} standard ones: name them",
+                            "--leads")
+        return STD_LEADS[:n_leads]
+    names = tuple(canonical_lead(name) for name in leads)
+    unknown = [name for name in names if name not in STD_LEADS]
+    if unknown:
+        raise SpecError(f"unknown lead name(s) {', '.join(map(repr, unknown))} (known: {', '.join(STD_LEADS)})",
+                        "--leads")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SpecError(f"lead(s) {', '.join(repeated)} named more than once", "--leads")
+    if len(names) != n_leads:
+        raise SpecError(f"names {len(names)} leads but {source} has {n_leads}", "--leads")
+    return names
 
 
 def embed_array(

@@ -1,17 +1,19 @@
-"""Committed baselines: the accepted main-metric value of every cell of a model, one YAML file per model.
+"""Committed baselines: the accepted main-metric values of the cells of a model, one YAML file per model.
 
-``benchmarks/baselines/<model>.yml`` (schema 1; see ``benchmarks/baselines/README.md``)::
+``benchmarks/baselines/<model>.yml`` (schema 2; see ``benchmarks/baselines/README.md``)::
 
     header:
       checkpoint_sha256: 5f1c…        # null for seeded controls
+      content_sha256: 0b7e…           # sha256 of the header (without this key) and results, as parsed
       dataset_versions: {ludb: 1.0.1}
+      entries: 1                      # number of entries under results
       model: openecg_codec_v6
       preprocessing_sha256: 9a0e…     # sha256 of the model's InputSpec dict
-      schema_version: 1
+      schema_version: 2
       suite_version: 0.1.0
     results:
       openecg_codec_v6-ludb_sex-frac100:
-        ci_high: 0.88
+      - ci_high: 0.88                 # one entry per dataset versions + test records the cell was measured on
         ci_low: 0.5703
         datasets: [ludb]
         metric: auroc
@@ -21,15 +23,19 @@
         test_records_sha256: 2b0c…   # sha256 of the sorted test record keys
         value: 0.7369
 
-The header is derived from the entries (per field, the value most entries were recorded with); an
-entry recorded with something else (after a partial update) says so under ``recorded_with``. Keys are
-sorted, numbers rounded to :data:`DECIMALS` places and aliases never written, so a diff in review shows
-exactly the cells that moved. Reading is strict: a malformed or hand-broken file is a ``BaselineError``
-naming the file and what is wrong, never a silent partial comparison.
+An entry applies to the data it was measured on (its datasets' versions and test records): a cell may have
+several, one per data, and a run is compared with the entry for its own data. The header is derived from the
+entries (per field, the value most entries were recorded with); an entry recorded with something else (after
+a partial update) says so under ``recorded_with``. Keys are sorted, numbers rounded to :data:`DECIMALS`
+places and aliases never written, so a diff in review shows exactly the cells that moved. Reading is strict:
+a malformed, hand-broken or truncated file (the entry count and content digest of the header are checked) is
+a ``BaselineError`` naming the file and what is wrong, never a silent partial comparison. Schema 1 files (one
+entry per cell, no count or digest) are still read; they are written back as schema 2.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -42,18 +48,24 @@ import yaml
 
 from .._io import sha256_json, write_atomic
 from ..errors import BaselineError, SpecError
-from ..plan import CellSpec
+from ..results.cell import CellSpec, is_id_part
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: schemas this suite reads (1: one entry per cell, no entry count or digest in the header)
+READABLE_SCHEMAS = (1, 2)
 #: decimals kept for value, se and CI bounds (1e-4 AUROC is far below any gate tolerance)
 DECIMALS = 4
 #: header fields an entry may override under ``recorded_with``
 PROVENANCE_FIELDS = ("checkpoint_sha256", "dataset_versions", "preprocessing_sha256", "suite_version")
-HEADER_KEYS = frozenset({"schema_version", "model", *PROVENANCE_FIELDS})
+HEADER_KEYS_V1 = frozenset({"schema_version", "model", *PROVENANCE_FIELDS})
+#: schema 2 adds the integrity fields: a file cut at an entry boundary is still valid YAML
+INTEGRITY_FIELDS = ("entries", "content_sha256")
+HEADER_KEYS = HEADER_KEYS_V1 | frozenset(INTEGRITY_FIELDS)
 ENTRY_KEYS = frozenset({"metric", "value", "se", "ci_low", "ci_high", "n_test", "seeds", "datasets",
                         "test_records_sha256"})
 OPTIONAL_ENTRY_KEYS = frozenset({"recorded_with"})
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: matched with ``fullmatch``: ``$`` alone also matches before a trailing newline
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 BANNER = ("# ecgfm-suite baseline: accepted results of one model (benchmarks/baselines/README.md).\n"
           "# Written by `pytest benchmarks --ecgfm-update-baselines`; review its diff like code.\n")
 OBTAINED_BANNER = ("# ecgfm-suite: results of cells without an entry in the baseline yet, for review (not committed).\n"
@@ -116,37 +128,73 @@ class BaselineEntry:
     def is_finite(self) -> bool:
         return all(math.isfinite(v) for v in (self.value, self.se, self.ci_low, self.ci_high))
 
+    def same_data(self, other: BaselineEntry) -> bool:
+        """Measured on the same data: equal dataset versions and test records (an unknown digest matches any)."""
+        return self.dataset_versions == other.dataset_versions and (
+            None in (self.test_sha256, other.test_sha256) or self.test_sha256 == other.test_sha256)
+
+    def data_label(self) -> str:
+        """The data an entry was measured on, for messages: ``ludb 1.0.1, test records 2b0c… (40)``."""
+        versions = ", ".join(f"{d} {v}" for d, v in sorted(self.dataset_versions.items()))
+        records = "unknown" if self.test_sha256 is None else self.test_sha256[:12]
+        return f"{versions}, test records {records} ({self.n_test})"
+
+    def _sort_key(self) -> tuple[str, str]:
+        """The data an entry was measured on, as a sortable key (one entry per key and cell in a file)."""
+        return json.dumps(sorted(self.dataset_versions.items())), self.test_sha256 or ""
+
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """The entries of one model; ``path`` is where they were read from (for error messages)."""
+    """The entries of one model, cell id → its entries (one per data it was measured on, sorted);
+    ``path`` is where they were read from (for error messages)."""
 
     model: str
-    entries: dict[str, BaselineEntry] = field(default_factory=dict)
+    entries: dict[str, tuple[BaselineEntry, ...]] = field(default_factory=dict)
     path: Path | None = None
 
-    def get(self, cell_id: str) -> BaselineEntry | None:
-        return self.entries.get(cell_id)
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+    def all(self) -> list[BaselineEntry]:
+        """Every entry, by cell id then data."""
+        return [e for cell_id in sorted(self.entries) for e in self.entries[cell_id]]
+
+    def for_cell(self, cell_id: str) -> tuple[BaselineEntry, ...]:
+        return self.entries.get(cell_id, ())
+
+    def match(self, entry: BaselineEntry) -> BaselineEntry | None:
+        """The entry of ``entry``'s cell measured on the same data, or None."""
+        return match_entry(self.for_cell(entry.cell_id), entry)
 
     def with_entries(self, entries: Iterable[BaselineEntry], *, only_missing: bool = False) -> Baseline:
-        """A copy with ``entries`` added or replacing their cell's entry (``only_missing``: additions only)."""
+        """A copy with ``entries`` added, each replacing its cell's entry for the same data (``only_missing``:
+        additions only); entries of the cell for other data stay."""
         merged = dict(self.entries)
         for entry in entries:
             if entry.model != self.model:
                 raise BaselineError(f"entry {entry.cell_id} does not belong to model {self.model}", self.path)
-            if only_missing and entry.cell_id in merged:
+            same = _same_data(merged.get(entry.cell_id, ()), entry)
+            if only_missing and same:
                 continue
-            merged[entry.cell_id] = entry
+            kept = [e for e in merged.get(entry.cell_id, ()) if e not in same]
+            merged[entry.cell_id] = tuple(sorted([*kept, entry], key=BaselineEntry._sort_key))
         return replace(self, entries=merged)
 
     def without(self, cell_ids: Iterable[str]) -> Baseline:
+        """A copy without any entry of these cells."""
         drop = set(cell_ids)
         return replace(self, entries={k: v for k, v in self.entries.items() if k not in drop})
+
+    def without_matches(self, other: Baseline) -> Baseline:
+        """A copy without the entries ``other`` has for the same cell and data."""
+        kept = {c: tuple(e for e in v if other.match(e) is None) for c, v in self.entries.items()}
+        return replace(self, entries={c: v for c, v in kept.items() if v})
 
     # -- writing ----------------------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
         """Per provenance field, the value most entries share (ties: the smallest, so it is deterministic)."""
-        entries = list(self.entries.values())
+        entries = self.all()
         head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "model": self.model}
         for name in ("checkpoint_sha256", "preprocessing_sha256", "suite_version"):
             head[name] = _most_common(getattr(e, name) for e in entries)
@@ -157,10 +205,10 @@ class Baseline:
 
     def to_dict(self) -> dict[str, Any]:
         head = self.header()
-        results = {}
-        for cell_id, e in sorted(self.entries.items()):
+        results: dict[str, list[dict[str, Any]]] = {}
+        for e in self.all():
             if not e.is_finite():
-                raise BaselineError(f"entry {cell_id} has a non-finite number; it cannot be a baseline", self.path)
+                raise BaselineError(f"entry {e.cell_id} has a non-finite number; it cannot be a baseline", self.path)
             item: dict[str, Any] = {
                 "metric": e.metric, "value": e.value, "se": e.se, "ci_low": e.ci_low, "ci_high": e.ci_high,
                 "n_test": e.n_test, "seeds": list(e.seeds), "datasets": sorted(e.dataset_versions),
@@ -174,7 +222,9 @@ class Baseline:
                 differs["dataset_versions"] = versions
             if differs:
                 item["recorded_with"] = differs
-            results[cell_id] = item
+            results.setdefault(e.cell_id, []).append(item)
+        head["entries"] = len(self)
+        head["content_sha256"] = content_sha256(head, results)
         return {"header": head, "results": results}
 
     def to_yaml(self, banner: str = BANNER) -> str:
@@ -208,9 +258,9 @@ class Baseline:
         try:
             if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
                 raise bad("YAML aliases (*name) are not allowed in a baseline file")
-            raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+            raw = yaml.load(text, Loader=StrictLoader)
         except yaml.YAMLError as exc:
-            raise bad(f"not valid YAML: {_yaml_problem(exc)}") from None
+            raise bad(f"not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(raw, dict) or set(raw) != {"header", "results"}:
             found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
             raise bad(f"expected a mapping with exactly the keys 'header' and 'results', found {found}")
@@ -222,12 +272,13 @@ class Baseline:
             raise bad(f"header.schema_version must be an integer, got {version!r}")
         if version > SCHEMA_VERSION:
             raise bad(f"baseline schema {version} is newer than this suite's {SCHEMA_VERSION}; upgrade ecgfm-suite")
-        if version != SCHEMA_VERSION:
-            raise bad(f"unsupported baseline schema {version} (expected {SCHEMA_VERSION})")
-        _exact_keys(head, HEADER_KEYS, frozenset(), "header", bad)
+        if version not in READABLE_SCHEMAS:
+            readable = ", ".join(map(str, READABLE_SCHEMAS))
+            raise bad(f"unsupported baseline schema {version} (this suite reads {readable})")
+        _exact_keys(head, HEADER_KEYS if version >= 2 else HEADER_KEYS_V1, frozenset(), "header", bad)
         file_model = head["model"]
-        if not isinstance(file_model, str) or not file_model:
-            raise bad(f"header.model must be a model id, got {file_model!r}")
+        if not is_id_part(file_model):
+            raise bad(f"header.model must be a model id ([a-z0-9_.]+), got {file_model!r}")
         if model is not None and file_model != model:
             raise bad(f"header.model is {file_model!r} but the file is named for model {model!r}")
         provenance = _provenance(head, "header", bad, partial=False)
@@ -235,10 +286,59 @@ class Baseline:
             results = {}
         if not isinstance(results, dict):
             raise bad("'results' must map cell ids to entries")
-        entries = {}
-        for cell_id, item in results.items():
-            entries[cell_id] = _entry(cell_id, item, file_model, provenance, bad)
-        return cls(model=file_model, entries=entries, path=Path(path) if path is not None else None)
+        entries: dict[str, tuple[BaselineEntry, ...]] = {}
+        for cell_id, items in results.items():
+            if version == 1:
+                items = [items]  # schema 1: one entry per cell
+            elif not isinstance(items, list) or not items:
+                raise bad(f"results.{cell_id} must be a non-empty list of entries (one per data)")
+            cell_entries: list[BaselineEntry] = []
+            for k, item in enumerate(items):
+                where_k = f"results.{cell_id}" if version == 1 else f"results.{cell_id}[{k}]"
+                entry = _entry(cell_id, item, file_model, provenance, bad, where_k)
+                if any(e._sort_key() == entry._sort_key() for e in cell_entries):
+                    raise bad(f"{where_k}: a second entry for the same data ({entry.data_label()})")
+                cell_entries.append(entry)
+            entries[cell_entries[0].cell_id] = tuple(sorted(cell_entries, key=BaselineEntry._sort_key))
+        baseline = cls(model=file_model, entries=entries, path=Path(path) if path is not None else None)
+        if version >= 2:
+            _check_integrity(head, results, len(baseline), bad)
+        return baseline
+
+
+def _same_data(entries: Iterable[BaselineEntry], entry: BaselineEntry) -> list[BaselineEntry]:
+    """The entries measured on ``entry``'s data; where its test records are unknown and several entries share
+    its dataset versions, only those whose test records are unknown too (never a guess between data)."""
+    same = [e for e in entries if e.same_data(entry)]
+    return same if len(same) <= 1 else [e for e in same if e.test_sha256 == entry.test_sha256]
+
+
+def match_entry(entries: Iterable[BaselineEntry], entry: BaselineEntry) -> BaselineEntry | None:
+    """The one of ``entries`` measured on ``entry``'s data (see :func:`_same_data`), or None."""
+    same = _same_data(entries, entry)
+    return same[0] if len(same) == 1 else None
+
+
+def content_sha256(header: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    """Digest of a baseline file's content as parsed: the header without this digest, and the results."""
+    return sha256_json({"header": {k: v for k, v in header.items() if k != "content_sha256"},
+                        "results": dict(results)})
+
+
+def _check_integrity(head: Mapping[str, Any], results: Mapping[str, Any], n_entries: int, bad: Any) -> None:
+    """The header's entry count and digest against what the file holds: a file cut at an entry boundary,
+    or edited without the writer, would otherwise silently turn the gate off for the lost entries."""
+    count = head["entries"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise bad(f"header.entries must be a non-negative integer, got {count!r}")
+    if count != n_entries:
+        raise bad(f"header.entries says {count} entries but the file holds {n_entries} (truncated or cut in a merge?)")
+    digest = head["content_sha256"]
+    if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+        raise bad(f"header.content_sha256 must be 64 lower-case hex digits, got {digest!r}")
+    if digest != content_sha256(head, results):
+        raise bad("header.content_sha256 does not match the file's content (edited by hand, truncated or a bad "
+                  "merge?); restore it from version control")
 
 
 class BaselineStore:
@@ -270,7 +370,7 @@ class BaselineStore:
         return Baseline.load(self.obtained_path(model))
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's problem and 1-based position, without its dump of the offending text."""
     problem = getattr(exc, "problem", None) or str(exc)
     mark = getattr(exc, "problem_mark", None)
@@ -306,12 +406,12 @@ def _provenance(raw: dict[str, Any], where: str, bad: Any, *, partial: bool) -> 
     out: dict[str, Any] = {}
     if "checkpoint_sha256" in raw or not partial:
         sha = raw.get("checkpoint_sha256")
-        if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise bad(f"{where}.checkpoint_sha256 must be 64 lower-case hex digits or null, got {sha!r}")
         out["checkpoint_sha256"] = sha
     if "preprocessing_sha256" in raw or not partial:
         sha = raw.get("preprocessing_sha256")
-        if not (isinstance(sha, str) and _SHA256.match(sha)):
+        if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise bad(f"{where}.preprocessing_sha256 must be 64 lower-case hex digits, got {sha!r}")
         out["preprocessing_sha256"] = sha
     if "suite_version" in raw or not partial:
@@ -339,10 +439,9 @@ def _number(item: dict[str, Any], key: str, where: str, bad: Any) -> float:
     return float(value)
 
 
-def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any) -> BaselineEntry:
+def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any, where: str) -> BaselineEntry:
     from ..metrics import METRICS
 
-    where = f"results.{cell_id}"
     try:
         cell = CellSpec.from_id(str(cell_id))
     except SpecError as exc:
@@ -372,7 +471,7 @@ def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise bad(f"{where}.seeds must be a non-empty list of integers, got {seeds!r}")
     test_sha = item["test_records_sha256"]
-    if test_sha is not None and not (isinstance(test_sha, str) and _SHA256.match(test_sha)):
+    if test_sha is not None and not (isinstance(test_sha, str) and _SHA256.fullmatch(test_sha)):
         raise bad(f"{where}.test_records_sha256 must be 64 lower-case hex digits or null, got {test_sha!r}")
     datasets = item["datasets"]
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
@@ -409,7 +508,7 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(list, _Dumper.represent_list)
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

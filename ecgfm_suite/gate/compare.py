@@ -1,25 +1,28 @@
 """Gate stored results without re-running: ``ecgfm-suite compare RUN_A RUN_B``.
 
 Each side is a run directory, a ``results.jsonl`` file or a baseline file (``<model>.yml``); cells are
-matched by id and B (the candidate) is judged against A (the reference) with the same decision as the
-in-test gate (:func:`ecgfm_suite.gate.regression.compare`).
+matched by id and B (the candidate) is judged against A (the reference) with the same decision as a
+strict in-test gate (:func:`ecgfm_suite.gate.regression.decide`): naming the reference is asking to gate
+against it, so a cell measured on other data than every entry of A is not comparable.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..plan import CellSpec
+from ..results.cell import CellSpec
 from .baselines import Baseline, BaselineEntry
-from .regression import Comparison, GateConfig, Status, compare
+from .regression import Comparison, GateConfig, Status, decide
 
 
-def load_entries(path: Path) -> dict[str, BaselineEntry]:
-    """Cell id → entry from a run directory, a results.jsonl or a baseline YAML file."""
+def load_entries(path: Path) -> dict[str, tuple[BaselineEntry, ...]]:
+    """Cell id → its entries (a run: one; a baseline file: one per data) from a run directory, a results.jsonl
+    or a baseline YAML file."""
     from ..results import RunDir
 
     path = Path(path)
@@ -41,7 +44,8 @@ def load_entries(path: Path) -> dict[str, BaselineEntry]:
     except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError; SpecError too
         raise SpecError(f"unreadable results ({type(exc).__name__}: {exc})", run.results_path) from None
     shas = _test_shas(run.path / "gate.json")
-    return {r.cell_id: BaselineEntry.from_result(r, test_sha256=shas.get(r.cell_id), decimals=None) for r in results}
+    return {r.cell_id: (BaselineEntry.from_result(r, test_sha256=shas.get(r.cell_id), decimals=None),)
+            for r in results}
 
 
 def _test_shas(path: Path) -> dict[str, str]:
@@ -117,10 +121,13 @@ def _entry_dict(e: BaselineEntry | None) -> dict[str, float] | None:
     return None if e is None else {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "se": e.se}
 
 
-def compare_runs(a: dict[str, BaselineEntry], b: dict[str, BaselineEntry], config: GateConfig) -> RunComparison:
-    """B judged against A, cell by cell; cells present on one side only are listed, not judged."""
+def compare_runs(a: Mapping[str, Sequence[BaselineEntry]], b: Mapping[str, Sequence[BaselineEntry]],
+                 config: GateConfig) -> RunComparison:
+    """B judged against A, cell by cell (each entry of B against A's entry for the same data); cells present
+    on one side only are listed, not judged."""
     common = sorted(set(a) & set(b))
-    comparisons = tuple(compare(b[c], a[c], config.for_task(CellSpec.from_id(c).task)) for c in common)
+    comparisons = tuple(decide(new, a[c], config.for_task(CellSpec.from_id(c).task), strict=True)
+                        for c in common for new in b[c])
     return RunComparison(comparisons, tuple(sorted(set(a) - set(b))), tuple(sorted(set(b) - set(a))))
 
 

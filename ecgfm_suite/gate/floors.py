@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
-from ..plan import CellSpec
+from ..results.cell import CellSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,32 +35,33 @@ class Floors:
 
     @classmethod
     def load(cls, path: Path) -> Floors:
+        """The floors of ``path`` (none when it does not exist); anything a reader could mistype is a
+        one-line :class:`SpecError` naming the file and key, since a mistyped key would silently leave a
+        cell without its floor and an impossible floor (2.0 on AUROC) would fail every cell."""
         path = Path(path)
         if not path.exists():
             return cls(source=str(path))
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SpecError(f"not valid YAML: {exc}", path) from None
-        if not isinstance(raw, dict) or raw.get("schema_version") != 1:
+        raw = load_thresholds_yaml(path)
+        if raw.get("schema_version") != 1:
             raise SpecError("expected a mapping with schema_version: 1", path)
         unknown = set(raw) - {"schema_version", "tasks", "models", "gate"}  # gate: tolerances (regression.py)
         if unknown:
-            raise SpecError(f"unknown keys {sorted(unknown)}", path)
-        tasks = raw.get("tasks") or {}
-        models = raw.get("models") or {}
+            raise SpecError(f"unknown keys {sorted(unknown, key=str)} (allowed: schema_version, tasks, models, gate)",
+                            path)
+        tasks = _mapping(raw.get("tasks"), path, "tasks", "task ids to floors")
+        models = _mapping(raw.get("models"), path, "models", "model ids to {task: floor}")
         for task, value in tasks.items():
-            _number(value, path, f"tasks.{task}")
+            _floor(value, str(task), path, f"tasks.{task}")
         for model, per_task in models.items():
-            if not isinstance(per_task, dict):
-                raise SpecError(f"models.{model} must map task ids to floors", path)
-            for task, value in per_task.items():
+            for task, value in _mapping(per_task, path, f"models.{model}", "task ids to floors").items():
                 if isinstance(value, dict):
+                    _task(str(task), path, f"models.{model}.{task}")
                     for level, v in value.items():
-                        _number(v, path, f"models.{model}.{task}.{level}")
+                        _level(level, path, f"models.{model}.{task}.{level}")
+                        _floor(v, str(task), path, f"models.{model}.{task}.{level}")
                 else:
-                    _number(value, path, f"models.{model}.{task}")
-        return cls(tasks=dict(tasks), models=dict(models), source=str(path))
+                    _floor(value, str(task), path, f"models.{model}.{task}")
+        return cls(tasks=dict(tasks), models={m: dict(v or {}) for m, v in models.items()}, source=str(path))
 
     def floor_for(self, cell: CellSpec) -> float | None:
         override = self.models.get(cell.model, {}).get(cell.task)
@@ -73,9 +74,61 @@ class Floors:
         return None if value is None else float(value)
 
 
-def _number(value: Any, path: Path, where: str) -> None:
+def load_thresholds_yaml(path: Path) -> dict[Any, Any]:
+    """``thresholds.yml`` as a mapping; invalid YAML or a repeated key is a one-line SpecError naming the file."""
+    from .baselines import StrictLoader, yaml_problem
+
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read ({type(exc).__name__}: {exc})", path) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {yaml_problem(exc)}", path) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"expected a mapping, found {type(raw).__name__}", path)
+    return raw
+
+
+def _mapping(value: Any, path: Path, where: str, what: str) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must map {what}, got {value!r}", path)
+    return value
+
+
+def _task(task: str, path: Path, where: str) -> Any:
+    """The task spec of a key (SpecError naming the key, with close matches, for an unknown task id)."""
+    from ..data.tasks import TASKS
+
+    try:
+        return TASKS.get(task)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc.reason}", path) from None
+
+
+def _level(level: Any, path: Path, where: str) -> None:
+    from ..data.scarcity import parse_level
+
+    try:
+        parse_level(str(level))
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc.reason}", path) from None
+
+
+def _floor(value: Any, task: str, path: Path, where: str) -> None:
+    """A floor must be a finite number within the range of the task's main metric."""
+    from ..metrics import METRICS
+
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise SpecError(f"{where} must be a finite number, got {value!r}", path)
+    metric = _task(task, path, where).main_metric
+    info = METRICS.get(metric)
+    if not info.in_range(float(value)):
+        raise SpecError(f"{where}: floor {value!r} is outside the range of {task}'s main metric {metric} "
+                        f"[{info.low:g}, {info.high:g}]", path)
 
 
 def check_cell(result: Any, floor: float | None) -> list[str]:

@@ -2,8 +2,10 @@
 
 A cell regresses when its main metric is worse than the baseline, in the metric's better-direction,
 by more than ``max(abs_tol, z × sqrt(se_new² + se_base²))``; a gain beyond the same tolerance passes
-and marks the baseline stale. Comparing across dataset versions (or a different metric or set of
-datasets) is refused: the cell is *incomparable*, which fails like a regression.
+and marks the baseline stale. A cell is compared with the entry measured on its own data (dataset
+versions and test records, :func:`decide`); with none, it passes as *no baseline for this data*, unless
+the gate is strict (the user named the baselines to gate against), where it is *incomparable* and fails
+like a regression. A different main metric is always incomparable.
 
 Tolerances live in the ``gate:`` section of ``benchmarks/thresholds.yml``::
 
@@ -18,18 +20,18 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import SpecError
-from .baselines import BaselineEntry
+from .baselines import BaselineEntry, match_entry
 
 DEFAULT_ABS_TOL = 0.01
 DEFAULT_Z = 1.96
+#: how a user asks for a strict gate (named in messages)
+STRICT_HINT = "baselines dir named with --ecgfm-baselines-dir, or --ecgfm-strict-baselines"
 _SHORT = 12  # hex digits of a sha256 shown in messages
 
 
@@ -60,16 +62,12 @@ class GateConfig:
     @classmethod
     def load(cls, path: Path) -> GateConfig:
         """The ``gate:`` section of a thresholds file (defaults when the file or the section is absent)."""
+        from .floors import load_thresholds_yaml
+
         path = Path(path)
         if not path.exists():
             return cls(source=str(path))
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise SpecError(f"not valid YAML: {exc}", path) from None
-        if not isinstance(raw, dict):
-            raise SpecError("expected a mapping", path)
-        return cls.from_mapping(raw.get("gate"), path)
+        return cls.from_mapping(load_thresholds_yaml(path).get("gate"), path)
 
     @classmethod
     def from_mapping(cls, section: Any, path: Path | str = "<gate>") -> GateConfig:
@@ -119,7 +117,9 @@ class Status(enum.StrEnum):
     REGRESSED = "regressed"
     #: no baseline entry: passes and records
     NEW = "new"
-    #: different dataset versions, datasets or metric: refusing to compare fails the cell
+    #: entries for the cell, none measured on this data (dataset versions, test records): passes and records
+    NO_BASELINE_FOR_DATA = "no_baseline_for_data"
+    #: a different metric, or (strict gate) no entry for this data: refusing to compare fails the cell
     INCOMPARABLE = "incomparable"
 
 
@@ -139,6 +139,8 @@ class Comparison:
     notes: tuple[str, ...] = ()
     #: why the cell could not be compared
     problems: tuple[str, ...] = ()
+    #: entries of the cell in the baseline (for NO_BASELINE_FOR_DATA and strict INCOMPARABLE: none for this data)
+    n_entries: int = 0
 
     @property
     def failed(self) -> bool:
@@ -149,10 +151,17 @@ class Comparison:
         n, b = self.new, self.base
         if self.status is Status.NEW:
             text = f"{self.cell_id}: no baseline entry; {self.metric} = {_ci(n)}"
+        elif self.status is Status.NO_BASELINE_FOR_DATA:
+            text = (f"{self.cell_id}: no baseline for this data ({n.data_label()}; {self.n_entries} entries for "
+                    f"other data: {'; '.join(self.problems)}); {self.metric} = {_ci(n)}")
+        elif self.status is Status.INCOMPARABLE and self.n_entries:
+            text = (f"{self.cell_id}: not compared with the baseline: {'; '.join(self.problems)}. None of its "
+                    f"{self.n_entries} entries was measured on this data ({n.data_label()}), and the gate is "
+                    f"strict ({STRICT_HINT}): record an entry for this data with --ecgfm-update-baselines=new-only, "
+                    "or gate against baselines of this data")
         elif self.status is Status.INCOMPARABLE:
-            text = (f"{self.cell_id}: not compared with the baseline: {'; '.join(self.problems)}. Comparing across "
-                    "dataset versions is an error: accept the new data with --ecgfm-update-baselines, or keep "
-                    "baselines for this data elsewhere (--ecgfm-baselines-dir)")
+            text = (f"{self.cell_id}: not compared with the baseline: {'; '.join(self.problems)}. Accept the "
+                    "change with --ecgfm-update-baselines")
         else:
             assert b is not None and self.tolerance is not None and self.allowed is not None
             worse = "worse" if self.status is Status.REGRESSED else "better" if self.status is Status.IMPROVED \
@@ -205,6 +214,12 @@ def comparability_problems(new: BaselineEntry, base: BaselineEntry) -> tuple[str
         problems.append(f"this run's {new.metric} or its SE is not finite ({new.value}, SE {new.se})")
     if new.metric != base.metric:
         problems.append(f"main metric is {new.metric} here but {base.metric} in the baseline")
+    return (*problems, *data_differences(new, base))
+
+
+def data_differences(new: BaselineEntry, base: BaselineEntry) -> tuple[str, ...]:
+    """How the data of two entries differ (datasets, their versions, test records); () when the same."""
+    problems = []
     if set(new.dataset_versions) != set(base.dataset_versions):
         problems.append(f"the cell's records come from {'+'.join(sorted(new.dataset_versions))} here but from "
                         f"{'+'.join(sorted(base.dataset_versions))} in the baseline")
@@ -216,6 +231,27 @@ def comparability_problems(new: BaselineEntry, base: BaselineEntry) -> tuple[str
         problems.append(f"the cell's test records differ from the baseline's ({new.n_test} here, {base.n_test} in "
                         "the baseline; a data subset, split or exclusion change)")
     return tuple(problems)
+
+
+def decide(new: BaselineEntry, entries: Sequence[BaselineEntry], tolerance: Tolerance, *,
+           strict: bool = False) -> Comparison:
+    """Gate decision for one cell against its entries in a baseline: compared with the entry measured on the
+    same data; with entries for other data only, *no baseline for this data* (passes), or under ``strict``
+    *incomparable* (fails) naming how the data differ from the closest entry."""
+    if not entries:
+        return compare(new, None, tolerance)
+    same = match_entry(entries, new)
+    if same is not None:
+        return compare(new, same, tolerance)
+    closest = min(entries, key=lambda e: (len(data_differences(new, e)), e.metric != new.metric))
+    differences = data_differences(new, closest) or (
+        "this run's test records are unknown and several entries share its dataset versions",)
+    if strict:
+        return Comparison(cell_id=new.cell_id, metric=new.metric, status=Status.INCOMPARABLE, new=new, base=closest,
+                          tolerance=tolerance, notes=provenance_notes(new, closest),
+                          problems=comparability_problems(new, closest) or differences, n_entries=len(entries))
+    return Comparison(cell_id=new.cell_id, metric=new.metric, status=Status.NO_BASELINE_FOR_DATA, new=new,
+                      tolerance=tolerance, problems=differences, n_entries=len(entries))
 
 
 def compare(new: BaselineEntry, base: BaselineEntry | None, tolerance: Tolerance) -> Comparison:

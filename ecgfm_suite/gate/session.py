@@ -4,6 +4,8 @@
 ``Gate.finish`` runs once, on the controller, over the cells that ran in this session (read back from
 the shared ``results.jsonl``): it recomputes the same pure decisions, then rewrites ``<model>.yml``
 (``--ecgfm-update-baselines``) and ``<model>.obtained.yml`` — so parallel workers never race on a file.
+A cell is compared with its entry for the data it ran on; ``strict`` (the user named the baselines to gate
+against) makes a cell whose data has no entry fail instead of passing as "no baseline for this data".
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from typing import Any
 
 from .._io import write_atomic
 from ..errors import BaselineError
-from ..plan import CellSpec
-from .baselines import OBTAINED_BANNER, Baseline, BaselineEntry, BaselineStore, digest_test_records
+from ..results.cell import CellSpec
+from .baselines import (
+    OBTAINED_BANNER,
+    Baseline,
+    BaselineEntry,
+    BaselineStore,
+    digest_test_records,
+)
 from .floors import Floors, check_cell
-from .regression import Comparison, GateConfig, Status, compare
+from .regression import Comparison, GateConfig, Status, decide
 
 UPDATE_MODES = ("all", "new-only")
 
@@ -79,6 +87,8 @@ class GateSummary:
     """What the gate decided and wrote for a session (terminal lines and ``gate.json``)."""
 
     update: str | None = None
+    #: a cell whose data has no baseline entry failed (True) or passed as "no baseline for this data"
+    strict: bool = False
     comparisons: tuple[Comparison, ...] = ()
     #: model → why its baseline could not be read or written (nothing was written for it)
     errors: dict[str, str] = field(default_factory=dict)
@@ -112,6 +122,11 @@ class GateSummary:
             out.append(f"stale baselines, improved beyond tolerance ({len(improved)}; accept with "
                        "--ecgfm-update-baselines):")
             out += [_change_line(c) for c in improved]
+        other_data = self.by_status(Status.NO_BASELINE_FOR_DATA)
+        if other_data:
+            out.append(f"no baseline for this data ({len(other_data)}; passed, results in the obtained file; "
+                       "a strict gate fails them):")
+            out += [f"  {c.cell_id}: {c.new.data_label()}; {'; '.join(c.problems)}" for c in other_data]
         new = self.by_status(Status.NEW)
         if new and not self.update:
             out.append(f"no baseline entry ({len(new)}): {', '.join(c.cell_id for c in new)}")
@@ -125,7 +140,26 @@ class GateSummary:
         passed = len(self.by_status(Status.PASS))
         if passed:
             out.append(f"{passed} cell(s) within tolerance of their baseline")
+        if self.comparisons:
+            out.append(self.counts_line())
         return out
+
+    def counts(self) -> dict[str, int]:
+        """Cells compared with a baseline entry for their data, and the other outcomes, by name."""
+        n = {status: len(self.by_status(status)) for status in Status}
+        return {"compared": n[Status.PASS] + n[Status.IMPROVED] + n[Status.REGRESSED],
+                "regressed": n[Status.REGRESSED], "improved": n[Status.IMPROVED], "within_tolerance": n[Status.PASS],
+                "no_baseline_for_data": n[Status.NO_BASELINE_FOR_DATA], "no_baseline_entry": n[Status.NEW],
+                "not_comparable": n[Status.INCOMPARABLE]}
+
+    def counts_line(self) -> str:
+        c = self.counts()
+        line = (f"gate: {c['compared']} cell(s) compared with their baseline ({c['regressed']} regressed, "
+                f"{c['improved']} improved, {c['within_tolerance']} within tolerance); {c['no_baseline_for_data']} "
+                f"without a baseline for their data; {c['no_baseline_entry']} without a baseline entry")
+        if c["not_comparable"]:
+            line += f"; {c['not_comparable']} not comparable"
+        return line + (" (strict gate)" if self.strict else "")
 
     def to_dict(self) -> dict[str, Any]:
         cells = {}
@@ -135,9 +169,10 @@ class GateSummary:
                 "baseline": None if c.base is None else {"value": c.base.value, "se": c.base.se,
                                                          "ci_low": c.base.ci_low, "ci_high": c.base.ci_high},
                 "change": c.change, "allowed": c.allowed, "notes": list(c.notes), "problems": list(c.problems),
-                "test_records_sha256": c.new.test_sha256,
+                "test_records_sha256": c.new.test_sha256, "data": c.new.data_label(),
             }
-        return {"update": self.update, "cells": cells, "errors": self.errors, "written": list(self.written),
+        return {"update": self.update, "strict": self.strict, "counts": self.counts(), "cells": cells,
+                "errors": self.errors, "written": list(self.written),
                 "updated": list(self.updated), "obtained": list(self.obtained), "removed": list(self.removed),
                 "refused": self.refused}
 
@@ -154,13 +189,17 @@ def _change_line(c: Comparison) -> str:
 class Gate:
     """Floors (thresholds.yml), tolerances (its ``gate:`` section) and the baselines directory."""
 
-    def __init__(self, *, thresholds: Path, baselines_dir: Path, update: str | None = None) -> None:
+    def __init__(self, *, thresholds: Path, baselines_dir: Path, update: str | None = None,
+                 strict: bool = False) -> None:
+        """``strict``: the user asked to gate against these baselines (named the directory, or a strict
+        gate), so a cell whose data has no entry fails as not comparable instead of passing."""
         if update not in (None, *UPDATE_MODES):
             raise ValueError(f"update must be one of {UPDATE_MODES} or None, got {update!r}")
         self.floors = Floors.load(thresholds)
         self.config = GateConfig.load(thresholds)
         self.store = BaselineStore(baselines_dir)
         self.update = update
+        self.strict = strict
 
     def validate(self, models: Iterable[str]) -> None:
         """Read the baselines of these models now: a broken file is an error before any cell runs."""
@@ -170,9 +209,9 @@ class Gate:
     def compare(self, result: Any, test_sha256: str | None) -> Comparison:
         """Decision for a result against its committed entry (BaselineError if the file is broken)."""
         baseline = self.store.load(result.model)
-        entry = baseline.get(result.cell_id) if baseline is not None else None
+        entries = baseline.for_cell(result.cell_id) if baseline is not None else ()
         candidate = BaselineEntry.from_result(result, test_sha256=test_sha256, decimals=None)
-        return compare(candidate, entry, self.config.for_task(result.task))
+        return decide(candidate, entries, self.config.for_task(result.task), strict=self.strict)
 
     def check(self, cell: CellSpec, result: Any, test_keys: Iterable[Any] | None = None) -> CellVerdict:
         """Verdict of a cell that just ran, given the keys of the records it was tested on."""
@@ -219,19 +258,20 @@ class Gate:
             current = baseline or Baseline(model=model, path=self.store.path(model))
             if self.update:
                 new = current.with_entries(accepted, only_missing=self.update == "new-only")
-                changed = sorted(c for c, e in new.entries.items() if current.entries.get(c) != e)
+                changed = sorted(c for c, e in new.entries.items() if current.for_cell(c) != e)
                 if changed:
                     new.write(self.store.path(model))
                     written.append(str(self.store.path(model)))
                     updated += changed
                 current = new
-            action = self._obtained(model, current, [e for e in accepted if e.cell_id not in current.entries])
+            action = self._obtained(model, current, [e for e in accepted if current.match(e) is None])
             if action == "written":
                 obtained.append(str(self.store.obtained_path(model)))
             elif action == "removed":
                 removed.append(str(self.store.obtained_path(model)))
-        return GateSummary(update=self.update, comparisons=tuple(comparisons), errors=errors, written=tuple(written),
-                           updated=tuple(updated), obtained=tuple(obtained), removed=tuple(removed), refused=refused)
+        return GateSummary(update=self.update, strict=self.strict, comparisons=tuple(comparisons), errors=errors,
+                           written=tuple(written), updated=tuple(updated), obtained=tuple(obtained),
+                           removed=tuple(removed), refused=refused)
 
     def _obtained(self, model: str, baseline: Baseline, fresh: list[BaselineEntry]) -> str | None:
         """Keep ``<model>.obtained.yml`` = results still missing from the baseline (earlier runs' too)."""
@@ -240,7 +280,7 @@ class Gate:
             previous = self.store.load_obtained(model)
         except BaselineError:
             previous = None  # a scratch file for review: a broken one is replaced, never merged
-        pending = (previous or Baseline(model=model, path=path)).with_entries(fresh).without(baseline.entries)
+        pending = (previous or Baseline(model=model, path=path)).with_entries(fresh).without_matches(baseline)
         if pending.entries:
             pending.write(path, OBTAINED_BANNER)
             return "written"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import fnmatch
+import os
 import pickle
 import re
 from collections.abc import Iterable, Mapping
@@ -132,7 +133,7 @@ def load_torch(
         raise CheckpointError(f"not a readable torch checkpoint ({type(exc).__name__}: {exc})", path) from exc
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the file is not a torch zip
+    except Exception as exc:  # any failure here means the file is not a torch zip
         raise CheckpointError(f"unreadable checkpoint: {first_error}", path) from exc
     safe_names = {t[1] if isinstance(t, tuple) else f"{t.__module__}.{t.__qualname__}" for t in safe_types}
     refused = sorted(
@@ -149,8 +150,28 @@ def load_torch(
                           pickle_module=_restricted_pickle_module(path, stub_patterns))
     except CheckpointError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CheckpointError(f"could not load through the allow-listed unpickler: {exc}", path) from exc
+
+
+#: families whose checkpoint may be a folder (a Hugging Face model directory); every other family reads one file
+FOLDER_FAMILIES = frozenset({"hubert_ecg"})
+
+
+def checkpoint_problem(path: str | Path, family: str) -> str | None:
+    """Why a checkpoint the user named cannot be loaded (absent, a folder where the family reads a file,
+    unreadable, empty), or None. A named checkpoint that is not there is an error for every entry point:
+    a typo must never fall back to random weights or to a skipped cell."""
+    path = Path(path)
+    if not path.exists():
+        return "does not exist"
+    if path.is_dir():
+        if family not in FOLDER_FAMILIES:
+            return f"is a directory; the {family} family reads one checkpoint file"
+        return None if os.access(path, os.R_OK | os.X_OK) else "is a directory that cannot be read (permissions)"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permissions)"
+    return "is an empty file" if path.stat().st_size == 0 else None
 
 
 def load_safetensors(path: str | Path) -> dict[str, Any]:
@@ -161,7 +182,7 @@ def load_safetensors(path: str | Path) -> dict[str, Any]:
         raise CheckpointError("safetensors file not found", path)
     try:
         return load_file(str(path), device="cpu")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+    except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"not a valid safetensors file: {exc}", path) from exc
 
 
@@ -238,6 +259,6 @@ def numpy_scalar_types() -> list[Any]:
     """numpy scalar/dtype globals as old (``numpy.core``) and new (``numpy._core``) pickles name them."""
     import numpy as np
 
-    scalar = np._core.multiarray.scalar  # noqa: SLF001 - the pickled global itself
+    scalar = np._core.multiarray.scalar  # the pickled global itself
     return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype,
             *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]

@@ -23,6 +23,7 @@ import numpy as np
 from .._io import sha256_path
 from ..data.preprocess import InputSpec, prepare
 from ..errors import CheckpointError, SpecError
+from ..extras import require
 from ._build import merge_config
 from .protocol import TorchEncoder
 from .spec import ModelSpec
@@ -43,7 +44,7 @@ def _check_output(encoder: Any, path: Path) -> None:
     spec = encoder.input_spec
     try:
         out = encoder.encode(np.zeros((1, len(spec.leads), spec.window), dtype=np.float32))
-    except Exception as exc:  # noqa: BLE001 - torch.jit and onnxruntime raise unrelated error types
+    except Exception as exc:  # torch.jit and onnxruntime raise unrelated error types
         raise CheckpointError(f"the graph does not accept the declared input (1, {len(spec.leads)}, {spec.window}) "
                               f"float32: {exc}", path) from exc
     if out.shape != (1, encoder.embed_dim):
@@ -104,7 +105,7 @@ class ONNXEncoder:
 def load_onnx(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] | None = None,
               device: str = "cpu") -> ONNXEncoder:
     """An ONNX graph with one input (N, leads, window) and its first output (N, embed_dim)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "onnx", "an ONNX encoder")
 
     path = _checked_file(spec, checkpoint, config)
     providers = ["CPUExecutionProvider"]
@@ -112,7 +113,7 @@ def load_onnx(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, 
         providers.insert(0, "CUDAExecutionProvider")
     try:
         session = ort.InferenceSession(str(path), providers=providers)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (non-exported) exception types
+    except Exception as exc:  # onnxruntime raises its own (non-exported) exception types
         raise CheckpointError(f"not a loadable ONNX graph: {exc}", path) from exc
     inputs = session.get_inputs()
     if len(inputs) != 1:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..data.preprocess import InputSpec
 from ..errors import SpecError
+from .checkpoints import checkpoint_problem
 from .spec import MODELS, ModelSpec
 
 #: families without a catalog entry: exported graphs (see ``exported.py``)
@@ -48,7 +49,7 @@ def family_templates() -> dict[str, ModelSpec]:
     """One catalog spec per family (the first by id): its loader, default input spec, embed_dim and config."""
     _catalog()
     templates: dict[str, ModelSpec] = {}
-    for model_id, spec in MODELS.items():
+    for spec in dict(MODELS.items()).values():
         templates.setdefault(spec.family, spec)
     return templates
 
@@ -101,8 +102,9 @@ def load_model_file(path: str | Path) -> ModelSpec:
     checkpoint = raw.get("checkpoint")
     if checkpoint is not None:
         checkpoint = (path.parent / Path(str(checkpoint)).expanduser()).resolve()
-        if not checkpoint.exists():
-            raise SpecError(f"checkpoint {checkpoint} does not exist", path)
+        problem = checkpoint_problem(checkpoint, family)
+        if problem:
+            raise SpecError(f"checkpoint {checkpoint} {problem}", path)
     elif template is None:
         raise SpecError(f"family {family!r} needs `checkpoint` (the exported file)", path)
     if raw.get("embed_dim") is None and template is None:
@@ -134,8 +136,9 @@ def parse_checkpoint_override(text: str, specs: Mapping[str, ModelSpec] | None =
     """``"NAME=PATH"`` → (model id, checkpoint path).
 
     ``specs`` are the models the run knows (default: the registry, catalog included); pass the
-    catalog plus the run's user specs to accept their ids. The path is not required to exist:
-    a missing checkpoint makes the model's cells skip, naming the path, like a missing weights file.
+    catalog plus the run's user specs to accept their ids. Whether the path exists is checked where
+    the run's models are planned (``checkpoint_problem``): a named checkpoint that is not there
+    is an error, never a skip or random weights.
     """
     name, sep, raw_path = text.partition("=")
     name, raw_path = name.strip(), raw_path.strip()
@@ -144,11 +147,17 @@ def parse_checkpoint_override(text: str, specs: Mapping[str, ModelSpec] | None =
     if specs is None:
         _catalog()
         specs = dict(MODELS.items())
+    override_target(name, specs)
+    return name, Path(raw_path).expanduser()
+
+
+def override_target(name: str, specs: Mapping[str, ModelSpec]) -> ModelSpec:
+    """The spec a ``NAME=PATH`` override names: an unknown name (with close matches) or a control is refused."""
     spec = specs.get(name)
     if spec is None:
         close = difflib.get_close_matches(name, list(specs), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise SpecError(f"checkpoint override names unknown model {name!r}{hint}")
+        raise SpecError(f"checkpoint override names unknown model {name!r}{hint} (known: {', '.join(sorted(specs))})")
     if spec.control:
         raise SpecError(f"model {name} is a control and takes no checkpoint")
-    return name, Path(raw_path).expanduser()
+    return spec

@@ -5,6 +5,6 @@
 probe modules (and scikit-learn) are imported on first use through ``PROBES``.
 """
 
-from .base import PROBES, FittedProbe, ProbeSpec, check_embeddings, fit_probe
+from .base import PROBES, FittedProbe, ProbeSpec, SeedProbe, check_embeddings, fit_probe
 
-__all__ = ["PROBES", "FittedProbe", "ProbeSpec", "check_embeddings", "fit_probe"]
+__all__ = ["PROBES", "FittedProbe", "ProbeSpec", "SeedProbe", "check_embeddings", "fit_probe"]

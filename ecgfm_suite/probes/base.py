@@ -122,6 +122,21 @@ class FittedProbe:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class SeedProbe:
+    """A cell's probe for one seed and the training rows it was fitted on (the analyses explain the linear one)."""
+
+    seed: int
+    train_rows: np.ndarray
+    probe: FittedProbe
+
+    @property
+    def nbytes(self) -> int:
+        estimator = self.probe.estimator
+        weights = getattr(getattr(estimator, "named_steps", {}).get("probe"), "coef_", None)
+        return int(self.train_rows.nbytes + (np.asarray(weights).nbytes * 2 if weights is not None else 0))
+
+
 def _rebuild(cls: type, values: dict[str, Any]) -> Any:
     return cls(**values)
 

@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from .._io import write_atomic
 from ..errors import DataError
+from ..results.meta import RunMeta
 from . import tables
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,9 @@ def _figures(store: Any, kind: str, key: str, note: str = "") -> list[Figure]:
     return figures
 
 
-def _metadata(results: Sequence[Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+def _metadata(results: Sequence[Any], run_meta: RunMeta | None) -> dict[str, Any]:
     """Run metadata from run.json, completed from the cells' results where run.json is absent or partial."""
+    meta = run_meta.to_dict() if run_meta is not None else {}
     models: dict[str, dict[str, Any]] = {}
     for r in results:
         models.setdefault(r.model, {"checkpoint_sha256": r.checkpoint_sha256, "random_init": r.random_init,
@@ -171,17 +173,18 @@ def _metadata(results: Sequence[Any], meta: Mapping[str, Any]) -> dict[str, Any]
         "environment": dict(sorted((meta.get("environment") or (first.environment if first else {})).items())),
         "git_commit": meta.get("git_commit") or (first.git_commit if first else None),
         "suite_version": first.suite_version if first else None,
+        "task_analyses": meta.get("task_analyses"),
     }
 
 
 def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     """Everything the page shows, read from the run directory; sections longer than ``page_rows`` are paged."""
-    from ..analysis.stage import AnalysisStore
+    from ..analysis.store import AnalysisStore
     from ..results import RunDir
 
     run = RunDir.open(run_dir)
     results = run.results()
-    meta = json.loads((run.path / "run.json").read_text()) if (run.path / "run.json").exists() else {}
+    meta = RunMeta.read(run.path)
     outcomes = run.outcomes()
     store = AnalysisStore(run.path)
     analysis = {kind: store.entries(kind) for kind in ANALYSIS_KINDS}
@@ -205,7 +208,8 @@ def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
         "representation": tables.representation_rows(analysis["representation"]),
         "cka": tables.cka_rows(analysis["cka"]),
         "comparison": tables.comparison_rows(comparisons),
-        "exclusions": tables.exclusion_rows(results),
+        "exclusions": tables.excluded_record_rows(results),
+        "cell_exclusions": tables.cell_exclusion_rows(results),
     }
     # past a page of cells the main page aggregates: each task at its headline level, every cell on pages
     aggregated = len(rows) > page_rows
@@ -226,7 +230,8 @@ def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
             ("lead_importance", "SHAP over the input: lead importance", "shap-input"),
             ("projection", "UMAP scores", "umap"), ("representation", "Representation statistics", "representation"),
             ("comparison", "Model comparisons", "comparison"), ("skipped_analyses", "Skipped analyses", "exclusions"),
-            ("exclusions", "Cells with records left out", "exclusions"))},
+            ("exclusions", "Records left out", "exclusions"),
+            ("cell_exclusions", "Cells with records left out", "exclusions"))},
     }
     for kind, title, anchor in FIGURE_SECTIONS:
         figures = [f for key in sorted(analysis[kind]) for f in _figures(store, kind, key, _figure_note(kind, key,

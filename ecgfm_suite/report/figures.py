@@ -1,6 +1,6 @@
 """Figures of the analyses as PNG bytes (matplotlib, Agg backend; no display, no files of its own).
 
-Each function draws one analysis payload (the JSON ``ecgfm_suite.analysis.stage`` stores) and
+Each function draws one analysis payload (the JSON ``ecgfm_suite.analysis`` stores) and
 returns PNG bytes, or None when there is nothing to draw. ``figures_for`` maps an analysis
 kind to its figures; the analysis tests call it and store the PNGs beside the JSON, and the
 report embeds them as data URIs.

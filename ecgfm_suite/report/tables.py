@@ -12,7 +12,7 @@ import numpy as np
 from ..data.scarcity import parse_level
 from ..errors import SpecError
 from ..metrics import METRICS
-from ..plan import CellSpec
+from ..results.cell import CellSpec
 
 #: top dimensions the page lists per cell and class (the CSV has all k)
 TOP_SHOWN = 8
@@ -81,7 +81,7 @@ def pivot(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], lis
 
 def headline_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The cell rows at each task's headline level (the most training data): the aggregated leaderboard."""
-    from ..analysis.stage import headline_level
+    from ..analysis.inputs import headline_level
 
     levels: dict[str, set[str]] = {}
     for r in rows:
@@ -155,11 +155,29 @@ def task_rows(cells: Sequence[Mapping[str, Any]], headline: Sequence[Mapping[str
     return rows
 
 
-def exclusion_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
-    """Cells that lost records: test records without an embedding, records the datasets excluded."""
-    return [{"cell_id": r.cell_id, "records_without_embedding": r.exclusions.get("records_without_embedding", 0),
-             "dataset_exclusions": r.exclusions.get("dataset_exclusions", 0)}
-            for r in results if sum(r.exclusions.values())]
+#: per-cell exclusion counts (``CellResult.exclusions``), in column order; results before schema 2 lack the last two
+EXCLUSION_COUNTS = ("records_without_embedding", "dataset_exclusions", "index_exclusions", "prepare_exclusions")
+
+
+def cell_exclusion_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Cells that lost records: test records without an embedding, records their datasets left out (in all,
+    at indexing, while preparing the model's input; None where an older result did not count them)."""
+    return [{"cell_id": r.cell_id, **{k: r.exclusions.get(k) for k in EXCLUSION_COUNTS}}
+            for r in results if any(r.exclusions.values())]
+
+
+def excluded_record_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each record left out, once, with its dataset, stage, file and reason, and the models whose cells lost it
+    (a record excluded while preparing may fail one model's preprocessing only)."""
+    rows: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r in results:
+        for e in r.excluded_records:
+            key = (e["dataset"], e["stage"], e["record"], e["reason"])
+            row = rows.setdefault(key, {**{k: e.get(k) for k in ("dataset", "stage", "record", "file", "reason")},
+                                        "models": set(), "cells": 0})
+            row["models"].add(r.model)
+            row["cells"] += 1
+    return [{**row, "models": ", ".join(sorted(row["models"]))} for _, row in sorted(rows.items())]
 
 
 def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,15 @@ from .._io import atomic_open
 from ..errors import DataError, SpecError
 from ..storage import StorePath, location
 from .cell import CellResult
+from .meta import RunMeta
 from .run import RunDir, fetch_run, staged_run
 
 Location = str | os.PathLike[str] | StorePath
 
 #: run.json settings that must agree for cells to be comparable
 SAME_SETTINGS = ("seeds", "probes", "n_boot")
+#: the bootstrap count of runs whose run.json does not say (the suite's default)
+DEFAULT_N_BOOT = 1000
 _SHOWN = 20
 
 
@@ -44,7 +47,8 @@ class MergedRun:
 @dataclass(frozen=True, slots=True)
 class _Source:
     run: RunDir
-    meta: dict[str, Any]
+    #: its run.json (None: a run that did not finish)
+    meta: RunMeta | None
     results: list[CellResult]
     #: where the run came from (a path, or the URL it was downloaded from): named in errors and run.json
     origin: Path | StorePath
@@ -60,9 +64,18 @@ def _load(where: Location, scratch: Path) -> _Source:
         origin = run.path
     if not run.results_path.exists():
         raise DataError("not a run directory: results.jsonl is missing", origin)
-    meta_path = run.path / "run.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return _Source(run, meta, run.results(), origin)
+    return _Source(run, RunMeta.read(run.path), run.results(), origin)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON object file (``run.json``, ``gate.json``); unreadable or not an object: a DataError naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"unreadable ({type(exc).__name__}: {exc})", path) from None
+    if not isinstance(value, dict):
+        raise DataError(f"expected a JSON object, found {type(value).__name__}", path)
+    return value
 
 
 def _names(items: Iterable[str]) -> str:
@@ -92,32 +105,32 @@ def _check_compatible(sources: Sequence[_Source]) -> None:
             if list(r.seeds) != seeds[0]:
                 raise differ("seeds", seeds[1], seeds[0], src, list(r.seeds))
         for name in SAME_SETTINGS:
-            if name in first.meta and name in src.meta and first.meta[name] != src.meta[name]:
-                raise differ(name, first, first.meta[name], src, src.meta[name])
+            if first.meta is not None and src.meta is not None and getattr(first.meta, name) != getattr(src.meta, name):
+                raise differ(name, first, getattr(first.meta, name), src, getattr(src.meta, name))
     if len(suite) > 1:
         (va, a), (vb, b) = sorted(suite.items())[:2]
         raise differ("suite versions", a, va, b, vb)
-    shards = [src for src in sources if "shard" in src.meta]
-    for src in shards[1:]:
-        a, b = shards[0].meta["shard"], src.meta["shard"]
-        if (a["count"], a["split_sha256"]) != (b["count"], b["split_sha256"]):
-            raise differ("shard splits (the jobs planned different matrices or costs)", shards[0],
-                         f"{a['count']} shards {a['split_sha256'][:12]}", src, f"{b['count']} shards {b['split_sha256'][:12]}")
+    shards = [(src, src.meta.shard) for src in sources if src.meta is not None and src.meta.shard is not None]
+    for src, b in shards[1:]:
+        a = shards[0][1]
+        if (a.count, a.split_sha256) != (b.count, b.split_sha256):
+            raise differ("shard splits (the jobs planned different matrices or costs)", shards[0][0],
+                         f"{a.count} shards {a.split_sha256[:12]}", src, f"{b.count} shards {b.split_sha256[:12]}")
 
 
 def _expected(sources: Sequence[_Source], plan: Iterable[str] | None) -> set[str] | None:
     if plan is not None:
         return set(plan)
-    shards = [src.meta["shard"] for src in sources if "shard" in src.meta]
+    shards = [src.meta.shard for src in sources if src.meta is not None and src.meta.shard is not None]
     if not shards or len(shards) != len(sources):
         return None
-    indices = sorted(s["index"] for s in shards)
-    absent = sorted(set(range(1, shards[0]["count"] + 1)) - set(indices))
+    indices = sorted(s.index for s in shards)
+    absent = sorted(set(range(1, shards[0].count + 1)) - set(indices))
     if absent:
-        count = shards[0]["count"]
+        count = shards[0].count
         raise SpecError(f"cannot merge: shard run(s) {', '.join(f'{k}/{count}' for k in absent)} not given "
                         "(their cells would silently be missing)")
-    return {cell for s in shards for cell in s["cells"]}
+    return {cell for s in shards for cell in s.cells}
 
 
 def _merge_gate(sources: Sequence[_Source]) -> dict[str, Any] | None:
@@ -128,7 +141,7 @@ def _merge_gate(sources: Sequence[_Source]) -> dict[str, Any] | None:
         if not path.exists():
             continue
         found = True
-        for key, value in json.loads(path.read_text()).items():
+        for key, value in _read_json(path).items():
             if isinstance(value, dict):
                 merged.setdefault(key, {}).update(value)
             elif isinstance(value, list):
@@ -138,19 +151,55 @@ def _merge_gate(sources: Sequence[_Source]) -> dict[str, Any] | None:
     return merged if found else None
 
 
-def merge_runs(run_dirs: Sequence[Location], output: Location, *, plan: Iterable[str] | None = None) -> MergedRun:
-    """Merge ``run_dirs`` (paths or URLs) into a new run directory ``output`` (which must not hold a run yet)."""
+#: runs the per-task analyses (CKA, label efficiency, comparisons) on the merged run, with the runs' bootstrap
+#: count, before its run.json
+Analyse = Callable[[RunDir, int], None]
+
+
+def merge_runs(run_dirs: Sequence[Location], output: Location, *, plan: Iterable[str] | None = None,
+               analyse: Analyse | None = None) -> MergedRun:
+    """Merge ``run_dirs`` (paths or URLs) into a new run directory ``output`` (which must not hold a run yet).
+
+    The shards' analyses (each ran its own (model, task) pairs) are joined; ``analyse`` then runs the
+    analyses across models, which need every shard's cells, before ``run.json`` marks the run finished.
+    """
     if not run_dirs:
         raise SpecError("nothing to merge: give at least one run directory")
     target = location(output)
     if isinstance(target, StorePath):
         with staged_run(target) as local:
-            return dataclasses.replace(merge_runs(run_dirs, local, plan=plan), path=target)
+            return dataclasses.replace(merge_runs(run_dirs, local, plan=plan, analyse=analyse), path=target)
     with tempfile.TemporaryDirectory(prefix="ecgfm-merge-") as scratch:  # runs downloaded from URLs
-        return _merge([_load(p, Path(scratch) / str(i)) for i, p in enumerate(run_dirs)], target, plan)
+        return _merge([_load(p, Path(scratch) / str(i)) for i, p in enumerate(run_dirs)], target, plan, analyse)
 
 
-def _merge(sources: list[_Source], output: Path, plan: Iterable[str] | None) -> MergedRun:
+def _copy_analyses(sources: Sequence[_Source], out: RunDir) -> None:
+    """Every shard's ``analysis/`` files; the same file from two shards must be the same (a task's summary),
+    else the shards analysed the same pair; ``plan/cells.json`` becomes the union of the shards' cells."""
+    origin: dict[Path, _Source] = {}
+    planned: list[str] = []
+    for src in sources:
+        root = src.run.path / "analysis"
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")):
+            relative = path.relative_to(root)
+            if relative == Path("plan/cells.json"):
+                planned += json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+                continue
+            target = out.path / "analysis" / relative
+            if relative in origin:
+                if target.read_bytes() != path.read_bytes():
+                    raise SpecError(f"cannot merge: analysis/{relative.as_posix()} differs between "
+                                    f"{origin[relative].origin} and {src.origin}", src.origin)
+                continue
+            origin[relative] = src
+            with open(path, "rb") as fin, atomic_open(target, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    if planned:
+        with atomic_open(out.path / "analysis" / "plan" / "cells.json") as fh:
+            json.dump({"kind": "plan", "key": "cells", "cells": list(dict.fromkeys(planned))}, fh, sort_keys=True)
+
+
+def _merge(sources: list[_Source], output: Path, plan: Iterable[str] | None, analyse: Analyse | None) -> MergedRun:
     _check_compatible(sources)
     owner: dict[str, list[Path | StorePath]] = {}
     for src in sources:
@@ -185,16 +234,17 @@ def _merge(sources: list[_Source], output: Path, plan: Iterable[str] | None) -> 
         with atomic_open(out.path / "gate.json") as fh:
             json.dump(gate, fh, sort_keys=True, indent=1)
     out.write_csv(results)
-    first = sources[0].meta
-    out.write_meta({
-        "run_id": out.path.name, "cells": len(results),
-        "exitstatus": max((int(s.meta.get("exitstatus", 0)) for s in sources), default=0),
-        **{name: first[name] for name in SAME_SETTINGS if name in first},
-        "models": {r.model: r.checkpoint_sha256 for r in results},
-        "dataset_versions": {k: v for r in results for k, v in r.dataset_versions.items()},
-        "environment": first.get("environment", {}), "git_commit": first.get("git_commit"),
-        "merged_from": [str(s.origin) for s in sources], "missing": list(missing),
-    })
+    _copy_analyses(sources, out)
+    metas = [s.meta for s in sources if s.meta is not None]
+    first = metas[0] if metas else None
+    if analyse is not None:
+        analyse(out, first.n_boot if first is not None and first.n_boot else DEFAULT_N_BOOT)
+    RunMeta.of(out.path.name, results, exitstatus=max((m.exitstatus for m in metas), default=0),
+               seeds=first.seeds if first else (results[0].seeds if results else ()),
+               probes=first.probes if first else (), n_boot=first.n_boot if first else None,
+               environment=first.environment if first else {}, git_commit=first.git_commit if first else None,
+               task_analyses="merge" if analyse is not None else "deferred",
+               merged_from=tuple(str(s.origin) for s in sources), missing=missing).write(out)
     out.link_latest()
     return MergedRun(path=out.path, results=tuple(results), missing=missing,
                      sources=tuple(s.origin for s in sources))

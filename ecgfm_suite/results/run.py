@@ -3,6 +3,10 @@
 A run is always written locally (append under a file lock, atomic replaces); a run bound for object
 storage is staged locally and uploaded when finished, ``run.json`` last (``upload_run``), so a
 reader of ``s3://…/<run-id>/`` sees a run only once it is complete (``fetch_run``).
+
+An append is a whole line or nothing (a full disk mid-line is truncated back), but a power loss or a
+killed process can still leave a torn last line: readers skip it with a warning naming the file and
+line, so merge, the report and compare still read the rest; a bad line elsewhere is an error naming both.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +28,8 @@ from typing import Any
 from filelock import FileLock
 
 from .. import __version__
-from .._io import atomic_open, write_atomic
-from ..errors import DataError, SpecError
+from .._io import append_line, atomic_open, fsync_dir, write_atomic
+from ..errors import DataError, EcgfmError, EcgfmWarning, SpecError
 from ..storage import StorePath, download_tree, location, upload_tree
 from .cell import CellResult
 
@@ -32,12 +37,12 @@ from .cell import CellResult
 RUN_META = "run.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_commit(cwd: Path | None = None) -> str | None:
     """HEAD of the suite's checkout, once per process (the code that runs is the code imported; every cell
     asked again through a subprocess)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent, check=False,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -61,7 +66,7 @@ def environment() -> dict[str, Any]:
 
 
 def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
 
 
 class RunDir:
@@ -98,19 +103,12 @@ class RunDir:
 
     def outcomes(self) -> dict[str, dict[str, Any]]:
         """Cell id → its latest test outcome (a rerun supersedes); {} when no test recorded one."""
-        if not self.outcomes_path.exists():
-            return {}
         latest: dict[str, dict[str, Any]] = {}
-        with open(self.outcomes_path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    outcome = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {n} is not JSON ({exc.msg})", self.outcomes_path) from None
-                if outcome.get("cell_id"):
-                    latest[str(outcome["cell_id"])] = outcome
+        for n, outcome in read_jsonl(self.outcomes_path):
+            if not isinstance(outcome, dict):
+                raise DataError(f"line {n} is not a JSON object", self.outcomes_path)
+            if outcome.get("cell_id"):
+                latest[str(outcome["cell_id"])] = outcome
         return latest
 
     def save_scores(self, cell_id: str, **arrays: Any) -> Path:
@@ -132,14 +130,14 @@ class RunDir:
 
     def results(self) -> list[CellResult]:
         """Latest result per cell id (a rerun of a cell supersedes the earlier line)."""
-        if not self.results_path.exists():
-            return []
         latest: dict[str, CellResult] = {}
-        with open(self.results_path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    result = CellResult.from_dict(json.loads(line))
-                    latest[result.cell_id] = result
+        for n, data in read_jsonl(self.results_path):
+            try:
+                result = CellResult.from_dict(data)
+            except (EcgfmError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                reason = exc.reason if isinstance(exc, EcgfmError) else f"{type(exc).__name__}: {exc}"
+                raise DataError(f"line {n} is not a cell result ({reason})", self.results_path) from None
+            latest[result.cell_id] = result
         return list(latest.values())
 
     def write_csv(self, results: Iterable[CellResult]) -> Path:
@@ -168,15 +166,40 @@ class RunDir:
         tmp.unlink(missing_ok=True)
         os.symlink(self.path.name, tmp)
         os.replace(tmp, latest)
+        fsync_dir(self.path.parent)
 
 
 def _append_line(path: Path, line: str) -> None:
-    """Append one JSON line, durable, under a file lock: every xdist worker appends to the same file."""
+    """Append one JSON line, whole or not at all, under a file lock: every xdist worker appends to the same file."""
     with FileLock(str(path) + ".lock"):
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(path, line)
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines file; nothing when it does not exist.
+
+    A last line without its newline that is not JSON is torn (a crash mid-append): skipped with an
+    ``EcgfmWarning`` naming the file and line. Any other bad line is a ``DataError`` naming both.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror or exc})", path) from None
+    lines = text.split("\n")  # the part after the last newline is "" unless the last line is torn
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if n == len(lines):
+                warnings.warn(f"{path}: skipped line {n}, torn by an interrupted write ({len(line)} characters, no "
+                              "newline)", EcgfmWarning, stacklevel=3)
+                return
+            raise DataError(f"line {n} is not JSON ({exc.msg})", path) from None
+        yield n, value
 
 
 def upload_run(run: RunDir, target: str | StorePath) -> StorePath:

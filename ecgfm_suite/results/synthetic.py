@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..plan import CellSpec
+from .cell import CellSpec
 from .cell import CellResult, MetricSummary
 
 

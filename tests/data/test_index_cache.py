@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from ecgfm_suite.data import index_cache
 from ecgfm_suite.data.datasets import brugada
 from ecgfm_suite.data.discovery import discover, load_index
 from ecgfm_suite.data.index_cache import INDEX_DIR, cached_scan, decode_value, encode_value
+from ecgfm_suite.errors import CacheWarning
+from tests.test_io_and_registry import read_only
 
 
 def assert_same_index(fresh, cached) -> None:
@@ -106,31 +108,41 @@ def test_changed_code_or_options_rescans(brugada_copy, tmp_path, monkeypatch):
     assert scan.calls == 3
 
 
-def test_a_damaged_entry_is_named_and_rescanned(brugada_copy, tmp_path, caplog):
+def test_a_damaged_entry_is_named_and_rescanned(brugada_copy, tmp_path):
     scan, cache = CountingScan(), tmp_path / "cache"
     _cached(brugada_copy, cache, scan)
     entry = next((cache / INDEX_DIR).iterdir())
     entry.write_bytes(entry.read_bytes()[:40])
-    with caplog.at_level(logging.WARNING, logger="ecgfm_suite.data.index_cache"):
+    with pytest.warns(CacheWarning, match=f"^{re.escape(str(entry))}: unreadable dataset index entry"):
         index = _cached(brugada_copy, cache, scan)
     assert scan.calls == 2 and len(index.records) == 10
-    assert str(entry) in caplog.text and "unreadable dataset index entry" in caplog.text
     _cached(brugada_copy, cache, scan)
     assert scan.calls == 2  # rewritten whole
 
 
-def test_an_unwritable_cache_costs_a_scan_not_the_run(brugada_copy, tmp_path, caplog):
+def test_an_unwritable_cache_costs_a_scan_not_the_run(brugada_copy, tmp_path):
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")
     scan = CountingScan()
-    with caplog.at_level(logging.WARNING, logger="ecgfm_suite.data.index_cache"):
+    with pytest.warns(CacheWarning, match=f"^{re.escape(str(blocked))}.*could not store the brugada_huca index"):
         index = _cached(brugada_copy, blocked, scan)
-    assert len(index.records) == 10 and "could not store the brugada_huca index" in caplog.text
+    assert len(index.records) == 10
+
+
+def test_a_read_only_cache_serves_hits_and_rescans_misses_with_a_warning(brugada_copy, tmp_path, monkeypatch):
+    scan, cache = CountingScan(), tmp_path / "cache"
+    _cached(brugada_copy, cache, scan)
+    refused = read_only(monkeypatch, cache)
+    _cached(brugada_copy, cache, scan)
+    assert scan.calls == 1 and refused == []
+    with pytest.warns(CacheWarning, match="could not store the brugada_huca index \\(Read-only file system\\)"):
+        index = cached_scan(scan, "brugada_huca", brugada_copy, strict=True, options={}, cache_dir=cache)
+    assert scan.calls == 2 and len(index.records) == 10
 
 
 def test_the_runner_uses_the_cache_unless_it_is_off(data_dir, tmp_path):
-    from ecgfm_suite.runner import Runner
-    from ecgfm_suite.settings import resolve
+    from ecgfm_suite.engine.runner import Runner
+    from ecgfm_suite.engine.settings import resolve
 
     def runner(mode: str) -> Runner:
         return Runner(resolve({"data_dir": str(data_dir), "cache_dir": str(tmp_path / mode), "cache": mode}, env={}))

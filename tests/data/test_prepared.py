@@ -6,6 +6,7 @@ import functools
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +21,14 @@ from ecgfm_suite.data import prepared
 from ecgfm_suite.data.prepared import PreparedSet, prepare_records, prepared_key
 from ecgfm_suite.data.preprocess import InputSpec, prepare
 from ecgfm_suite.data.reader import read_signal
-from ecgfm_suite.errors import RecordError
+from ecgfm_suite.errors import CacheError, CacheWarning, RecordError
+from tests.test_io_and_registry import (
+    needs_proc_fd,
+    needs_rlimit,
+    read_only,
+    record_syncs,
+    run_on_a_full_disk,
+)
 
 SPEC = InputSpec(fs=500, leads=("I", "II"), window=1000, window_mode="all", normalisation="zscore_lead")
 SPEC_KEY = {"model_family": "test", "input_spec": SPEC.to_dict()}
@@ -161,7 +169,7 @@ def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_
 
 
 @pytest.mark.parametrize("damage", ["truncate windows", "garble manifest", "drop keys", "no manifest",
-                                    "wrong offsets"])
+                                    "wrong offsets", "empty windows"])
 def test_corrupt_entry_is_deleted_with_a_warning_and_rebuilt(records, tmp_path, damage):
     cache, log = tmp_path / "cache", tmp_path / "reads.log"
     read = functools.partial(counting_read, log=str(log))
@@ -169,9 +177,9 @@ def test_corrupt_entry_is_deleted_with_a_warning_and_rebuilt(records, tmp_path, 
     reference = np.array(good.windows)
     entry = good.path
     del good
-    if damage == "truncate windows":
+    if damage in ("truncate windows", "empty windows"):  # empty: what a power loss after an unsynced rename leaves
         with open(entry / "windows.npy", "r+b") as fh:
-            fh.truncate(1000)
+            fh.truncate(1000 if damage == "truncate windows" else 0)
     elif damage == "garble manifest":
         (entry / "manifest.json").write_text("{not json")
     elif damage == "drop keys":
@@ -182,7 +190,7 @@ def test_corrupt_entry_is_deleted_with_a_warning_and_rebuilt(records, tmp_path, 
         offsets = np.load(entry / "offsets.npy")
         offsets[1] = offsets[2]
         np.save(entry / "offsets.npy", offsets)
-    with pytest.warns(UserWarning, match="deleting corrupt prepared-array cache entry"):
+    with pytest.warns(CacheWarning, match="deleting corrupt prepared-array cache entry"):
         rebuilt = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, read=read)
     assert len(reads(log)) == 2 * N_RECORDS and not rebuilt.from_cache
     np.testing.assert_array_equal(rebuilt.windows, reference)
@@ -369,3 +377,77 @@ def test_workers_default_to_and_are_capped_at_the_cores(records, tmp_path, monke
         assert json.loads((got.path / "manifest.json").read_text())["workers"] == used
     monkeypatch.undo()
     assert 1 <= prepared.available_cores() <= (os.cpu_count() or 1)
+
+
+@needs_proc_fd
+def test_an_entry_is_fsynced_file_and_folder_before_its_rename(records, tmp_path, monkeypatch):
+    events = record_syncs(monkeypatch)
+    got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", workers=1)
+    entry = got.path.resolve()
+    commit = events.index(("replace", str(entry)))
+    synced = [Path(path) for op, path in events[:commit] if op == "fsync"]
+    temp = synced[-1]
+    assert temp.parent == entry.parent and temp.name.startswith(f".{entry.name}.")
+    assert sorted(p.name for p in synced[:-1] if p.parent == temp) == sorted(
+        ["windows.npy", "offsets.npy", "keys.json", "excluded.json", "manifest.json"])
+    assert events[commit + 1:] == [("fsync", str(entry.parent))]
+
+
+def test_a_read_only_cache_serves_hits_and_builds_misses_in_a_temp_folder(records, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    built = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    refused = read_only(monkeypatch, cache)
+    hit = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    assert hit.from_cache and refused == []
+    fewer = records.iloc[:5]
+    with pytest.warns(CacheWarning, match="prepared-array cache not writable .*building in a temporary folder"):
+        missed = prepare_records(fewer, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    assert not missed.from_cache and missed.path is None and missed.keys == tuple(fewer["key"])
+    np.testing.assert_array_equal(missed.windows, built.windows[: built.offsets[5]])
+
+
+def test_a_cache_write_failure_leaves_no_half_entry_and_builds_in_a_temp_folder(records, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    real = prepared.write_durable
+
+    def disk_full_in_the_cache(path, write):
+        if Path(path).is_relative_to(cache):
+            raise OSError(28, "No space left on device")  # as the kernel reports it: no path
+        return real(path, write)
+
+    monkeypatch.setattr(prepared, "write_durable", disk_full_in_the_cache)
+    key = prepared_key(records, prepare_fn, spec_key=SPEC_KEY)
+    entry = entry_dir(cache, key)
+    with pytest.warns(CacheWarning, match=f"^{entry}: cannot write prepared arrays \\(No space left on device\\)"):
+        got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=cache, workers=1)
+    assert not got.from_cache and got.keys == tuple(records["key"])
+    assert [p.name for p in entry.parent.iterdir()] == [f"{key}.lock"]  # no entry, no temp dir
+
+
+@needs_rlimit
+def test_a_full_disk_while_building_is_one_line_naming_the_path_and_no_half_entry(records, tmp_path):
+    """The disk fills mid-way through ``windows.npy`` (numpy's ``… requested and … written``, no path): a warning
+    naming the entry, then, the temp folder being just as full, a CacheError naming where it failed."""
+    cache = tmp_path / "cache"
+    records.to_json(tmp_path / "records.json", orient="records")
+    child = run_on_a_full_disk(f"""
+        import json
+        import pandas as pd
+        from ecgfm_suite.data.prepared import prepare_records
+        from tests.data.test_prepared import SPEC_KEY, prepare_fn
+        from pathlib import Path
+        records = pd.DataFrame(json.loads(Path({str(tmp_path / "records.json")!r}).read_text()))
+        disk_full_after(64 * 1024)
+        try:
+            prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir={str(cache)!r}, workers=1)
+        except Exception as exc:
+            print(f"{{type(exc).__name__}}: {{exc}}")
+    """)
+    assert child.returncode == 0, child.stderr
+    entry = entry_dir(cache, prepared_key(records, prepare_fn, spec_key=SPEC_KEY))
+    short_write = r"\(\d+ requested and \d+ written, a short write: disk full\?\)"
+    assert re.search(f"CacheWarning: {entry}: cannot write prepared arrays {short_write}: nothing was half-written; "
+                     "building in a temporary folder instead", child.stderr)
+    [error] = child.stdout.splitlines()
+    assert re.fullmatch(f"{CacheError.__name__}: .*windows.npy: cannot write prepared arrays {short_write}", error)
+    assert [p.name for p in entry.parent.iterdir()] == [f"{entry.name}.lock"]  # no entry, no temp dir

@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from ecgfm_suite.embeddings import cache as cache_module
 from ecgfm_suite.embeddings.cache import EmbeddingCache
-from ecgfm_suite.errors import CacheError
-from ecgfm_suite.shard import recorded_encode_rates
+from ecgfm_suite.errors import CacheError, CacheWarning
+from ecgfm_suite.engine.shard import recorded_encode_rates
 from ecgfm_suite.storage import StorePath
 from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 
@@ -170,7 +168,7 @@ def test_refresh_replaces_the_entry_and_deletes_the_old_arrays(s3_url):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "missing", "swap"])
-def test_damaged_arrays_under_a_manifest_are_named_and_recomputed(s3_url, caplog, damage):
+def test_damaged_arrays_under_a_manifest_are_named_and_recomputed(s3_url, damage):
     root = f"{s3_url}/cache"
     cache = EmbeddingCache(root)
     cache.get_or_compute(DESC, _compute(1.0))
@@ -188,10 +186,12 @@ def test_damaged_arrays_under_a_manifest_are_named_and_recomputed(s3_url, caplog
         np.save(buf, _compute(5.0)()[1], allow_pickle=False)
         (data / "emb.npy").write_bytes(buf.getvalue())
     calls: list[float] = []
-    with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
+    with pytest.warns(CacheWarning) as warned:
         again = cache.get_or_compute(DESC, _compute(2.0, calls))
     assert calls == [2.0] and not again.hit
-    assert any(entry.url in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
+    [message] = [str(w.message) for w in warned]
+    assert message.startswith(entry.url) and message.endswith("recomputing")
+    assert ("sha256 differs" if damage != "missing" else "FileNotFoundError") in message
     assert cache.get_or_compute(DESC, _compute(3.0, calls)).hit and calls == [2.0]
     assert not (data / "emb.npy").exists()  # the damaged arrays were superseded and removed
 

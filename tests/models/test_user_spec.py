@@ -76,6 +76,8 @@ input_spec: {fs: 250, leads: [I, II, V1], window: 2500, bandpass: [0.5, 40], nor
     ("id: a\nfamily: random_cnn\nembed_dim: -1\n", "embed_dim must be > 0"),
     ("id: a\nfamily: random_cnn\ninput_spec: {normalisation: softmax}\n", "normalisation must be one of"),
     ("id: a\nfamily: hubert_ecg\ncheckpoint: nowhere/ckpt\n", "does not exist"),
+    ("id: a\nfamily: merl\ncheckpoint: .\n", "is a directory; the merl family reads one checkpoint file"),
+    ("id: a\nfamily: onnx\nembed_dim: 8\ncheckpoint: empty.onnx\n", "is an empty file"),
     ("id: a\nfamily: random_cnn\nconfig: [1, 2]\n", "config must be a mapping"),
     ("- id: a\n", "must be a YAML mapping"),
     ("id: [unclosed\n", "not valid YAML"),
@@ -83,6 +85,7 @@ input_spec: {fs: 250, leads: [I, II, V1], window: 2500, bandpass: [0.5, 40], nor
 ])
 def test_bad_model_files_name_the_key_and_file(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, text)
+    (tmp_path / "empty.onnx").touch()
     with pytest.raises(SpecError, match=message) as err:
         load_model_file(path)
     assert err.value.path == str(path.resolve())

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgfm_suite.analysis.stage import AnalysisStore
+from ecgfm_suite.analysis.store import AnalysisStore
 from ecgfm_suite.report import html_link, write_report
 from ecgfm_suite.report.build import DIAGNOSTICS_JS
 from ecgfm_suite.results import RunDir

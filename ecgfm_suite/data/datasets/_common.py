@@ -25,8 +25,14 @@ import pandas as pd
 import wfdb
 
 from ...errors import DataError, RecordError
-from ..reader import check_signal_length, read_header, signal_files
-from ..records import RECORD_COLUMNS, DatasetIndex, Exclusion, canonical_lead
+from ..reader import check_signal_length, header_path, read_header, signal_files
+from ..records import (  # noqa: F401
+    RECORD_COLUMNS,
+    DatasetIndex,
+    Exclusion,
+    comment_fields,
+    record_leads,
+)
 
 #: directory → names of the files directly in it (what :func:`list_tree` returns)
 Tree = Mapping[Path, tuple[str, ...]]
@@ -101,19 +107,6 @@ def hash_files(paths: Iterable[Path], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def comment_fields(comments: Iterable[str]) -> dict[str, str]:
-    """``["<age>: 51", "Sex: F"]`` → ``{"age": "51", "sex": "F"}``: keys lower-cased, ``<>`` and spaces stripped.
-
-    Lines without ``:`` are skipped; the first occurrence of a key wins.
-    """
-    out: dict[str, str] = {}
-    for line in comments:
-        key, sep, value = line.partition(":")
-        if sep:
-            out.setdefault(key.strip().strip("<>").strip().lower(), value.strip())
-    return out
-
-
 def parse_age(text: Any) -> float:
     """``"51"``/``51.0`` → 51.0; empty, ``Unknown``, ``NaN`` or non-numeric (``">89"``) → NaN."""
     try:
@@ -154,11 +147,11 @@ def wfdb_row(
 
     Reads the header (unless given), checks the signal files' sizes against it and hashes
     them; raises :class:`RecordError` (naming the file) for anything unusable. ``leads``
-    overrides the header's names (already canonical); by default they are canonicalised.
+    overrides the header's names; either must be known leads, each once (:func:`record_leads`).
     """
     header = header if header is not None else read_header(record_path)
     check_signal_length(header, record_path)
-    names = leads if leads is not None else tuple(canonical_lead(n) for n in header.sig_name)
+    names = record_leads(leads if leads is not None else header.sig_name, header_path(record_path))
     if len(names) != header.n_sig:
         raise RecordError(f"{len(names)} lead names for {header.n_sig} signals", record_path)
     return {

@@ -23,6 +23,8 @@ LABELS: tuple[str, ...] = ("N", "A", "O", "~")
 LABEL_COLUMNS: tuple[str, ...] = ("af_label",)
 FS = 300.0
 LEADS: tuple[str, ...] = ("I",)
+#: what the headers call that lead (upper-cased); anything else is a garbled signal line, not lead I
+HEADER_LEAD_NAMES = ("ECG", "I")
 #: first line of some redistributed copies (not in PhysioNet's file)
 _EXTRA_HEADER = ("data_source", "class")
 
@@ -77,6 +79,10 @@ def _row(path: Path, record_id: str, label: str) -> dict:
     header = read_header(path)
     if header.n_sig != 1:
         raise RecordError(f"{header.n_sig} signals, CinC 2017 records have one lead", path.with_suffix(".hea"))
+    name = header.sig_name[0]
+    if not isinstance(name, str) or name.strip().upper() not in HEADER_LEAD_NAMES:
+        raise RecordError(f"signal 1 names lead {name!r}, CinC 2017 headers name it ECG (a garbled signal line?)",
+                          path.with_suffix(".hea"))
     row = wfdb_row(dataset=DATASET, record_id=record_id, record_path=path, header=header, region="USA",
                    leads=LEADS)
     row["af_label"] = label

@@ -17,7 +17,7 @@ from ...errors import RecordError
 from ..reader import read_header
 from ..records import DatasetIndex
 from ._common import (RecordScan, Tree, comment_fields, dirs_containing, list_tree, parse_age, parse_sex,
-                      read_table, wfdb_row)
+                      peek_header, read_table, wfdb_row)
 
 DATASET = "ludb"
 VERSION = "1.0.1"
@@ -39,8 +39,17 @@ LABEL_COLUMNS: tuple[str, ...] = (*STATEMENT_COLUMNS, "axis")
 
 
 def find_roots(data_dir: Path, tree: Tree | None = None) -> list[Path]:
-    """Folders below ``data_dir`` holding ``ludb.csv``."""
-    return dirs_containing(tree if tree is not None else list_tree(data_dir), MARKER)
+    """Folders below ``data_dir`` holding ``ludb.csv``, or LUDB's records without it (a ``<n>.hea`` with its
+    per-lead annotation ``<n>.avf`` and a ``<diagnoses>:`` header comment), so that ``scan`` says the table
+    is missing instead of the dataset looking absent."""
+    tree = tree if tree is not None else list_tree(data_dir)
+    roots = set(dirs_containing(tree, MARKER))
+    for d, files in tree.items():
+        annotated = [f for f in files if f.endswith(".hea") and f"{f[:-4]}.avf" in files]
+        header = peek_header(d, annotated, tries=1) if annotated else None
+        if header is not None and any(c.strip().startswith("<diagnoses>") for c in header.comments):
+            roots.add(d.parent if d.name == "data" else d)
+    return sorted(roots)
 
 
 def statements(cell: str) -> tuple[str, ...]:
@@ -63,6 +72,9 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
     layout), or below ``root`` when there is no ``data/`` folder."""
     root = Path(root)
     table_path = root / MARKER
+    if not table_path.is_file():  # its tasks skip naming the table (``data.tasks.build``)
+        return RecordScan(root, strict).index(dataset=DATASET, version=VERSION, label_columns=LABEL_COLUMNS,
+                                              missing_label_files=[table_path])
     table = read_table(table_path, required=("ID", "Sex", "Age", AXIS_COLUMN, *STATEMENT_COLUMNS.values()),
                        dtype=str, keep_default_na=False)
     search = root / "data" if (root / "data").is_dir() else root

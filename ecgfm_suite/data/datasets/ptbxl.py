@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -28,11 +29,19 @@ LABEL_COLUMNS: tuple[str, ...] = ("scp_codes", "strat_fold", "validated_by_human
 #: PTB-XL writes age 300 for patients older than 89 (anonymisation); indexed as 90, like LUDB's headers
 AGE_OVER_89, AGE_OVER_89_AS = 300.0, 90.0
 _FILENAME = {"lr": "filename_lr", "hr": "filename_hr"}
+#: the release's record folders and names: ``records100/00000/00001_lr.hea``, ``records500/…/00001_hr.hea``
+_RECORD_DIRS = ("records100", "records500")
+_RECORD = re.compile(r"\d{5}_[lh]r\.hea")
 
 
 def find_roots(data_dir: Path, tree: Tree | None = None) -> list[Path]:
-    """Folders below ``data_dir`` holding ``ptbxl_database.csv``."""
-    return dirs_containing(tree if tree is not None else list_tree(data_dir), DATABASE)
+    """Folders below ``data_dir`` holding ``ptbxl_database.csv``, or PTB-XL's record folders without it (so that
+    ``scan`` says the table is missing instead of the dataset looking absent)."""
+    tree = tree if tree is not None else list_tree(data_dir)
+    roots = set(dirs_containing(tree, DATABASE))
+    roots.update(d.parent.parent for d, files in tree.items()
+                 if d.parent.name in _RECORD_DIRS and any(_RECORD.fullmatch(f) for f in files))
+    return sorted(roots)
 
 
 def parse_scp_codes(text: str, path: Path) -> dict[str, float]:
@@ -56,6 +65,9 @@ def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr"
         raise ValueError(f"prefer must be 'lr' or 'hr', got {prefer!r}")
     root = Path(root)
     db_path = root / DATABASE
+    if not db_path.is_file():  # its tasks skip naming the table (``data.tasks.build``)
+        return RecordScan(root, strict).index(dataset=DATASET, version=VERSION, label_columns=LABEL_COLUMNS,
+                                              missing_label_files=[db_path])
     table = read_table(db_path, required=("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold",
                                           "validated_by_human", "filename_lr", "filename_hr"))
     statements_path = root / STATEMENTS

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog import TASKS
-from .spec import TASK_TYPES, TaskSkip, TaskSpec, register
+from ...errors import TaskSkip
+from .spec import TASK_TYPES, TaskSpec, register
 
 __all__ = ["TASKS", "TASK_TYPES", "TaskData", "TaskSkip", "TaskSpec", "Unlabelled", "build_task", "register"]
 

@@ -7,6 +7,7 @@ a task left with nothing to evaluate raises ``TaskSkip`` naming the counts.
 
 from __future__ import annotations
 
+from pathlib import Path
 import hashlib
 import logging
 from collections import Counter
@@ -24,7 +25,8 @@ from ..splits import (
 )
 from .catalog import TASKS
 from .labels import Unlabelled
-from .spec import TaskSkip, TaskSpec
+from ...errors import TaskSkip
+from .spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,9 @@ def _label(spec: TaskSpec, indexes: Mapping[str, DatasetIndex]) -> tuple[pd.Data
     for ds in present:
         index = indexes[ds]
         try:
+            if index.records.empty and index.missing_label_files:  # a release found without its record table
+                raise TaskSkip(f"{ds} has no records: its label table {Path(index.missing_label_files[0]).name} "
+                               "is missing", index.missing_label_files[0])
             labels = labeler(index)
         except TaskSkip as skip:
             if len(present) == 1:

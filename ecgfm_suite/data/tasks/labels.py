@@ -16,7 +16,7 @@ import pandas as pd
 
 from ...errors import DataError
 from ..records import DatasetIndex
-from .spec import TaskSkip
+from ...errors import TaskSkip
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ...errors import SpecError
@@ -24,20 +23,6 @@ CLASSIFICATION_METRICS: tuple[str, ...] = ("auroc", "auprc", "balanced_accuracy"
 REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
 #: datasets that ship an official, patient-wise split (PTB-XL ``strat_fold``)
 OFFICIAL_SPLIT_DATASETS: tuple[str, ...] = ("ptbxl",)
-
-
-class TaskSkip(Exception):
-    """A task that cannot be evaluated on the data at hand (missing label file, too few records).
-
-    Not an error: the engine turns it into a pytest skip whose message is ``reason``.
-    """
-
-    def __init__(self, reason: str, path: str | Path | None = None, *, task: str | None = None) -> None:
-        self.reason = reason
-        self.path = None if path is None else str(path)
-        self.task = task
-        where = f"{self.path}: " if self.path else ""
-        super().__init__(f"{task}: {where}{reason}" if task else f"{where}{reason}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,10 +16,10 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ._io import sha256_json
-from .errors import SpecError
-from .plan import CellSpec
-from .storage import StorePath
+from .._io import sha256_json
+from ..errors import SpecError
+from ..results.cell import CellSpec
+from ..storage import StorePath
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +37,34 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 
 def assign_shards(cells: Sequence[CellSpec], n: int, cost: Callable[[CellSpec], float]) -> list[list[CellSpec]]:
-    """Greedy longest-processing-time split into ``n`` disjoint shards covering ``cells``.
+    """Greedy longest-processing-time split into ``n`` disjoint shards covering ``cells``, by (model, task).
 
-    Cells go, most expensive first (ties by id), to the currently cheapest shard (ties by index), so the
-    result does not depend on the input order and the costliest shard exceeds the mean by at most one cell's
-    cost. Within a shard the cells keep their input order (the plan's one-model-at-a-time order).
+    A (model, task) pair's cells stay together: they share one encoding of the task's records, and the
+    pair's analyses (which read every scarcity level of it) then run in the shard that ran its cells. Pairs
+    go, most expensive first (ties by id), to the currently cheapest shard (ties by index), so the result
+    does not depend on the input order and the costliest shard exceeds the mean by at most one pair's cost.
+    Within a shard the cells keep their input order (the plan's one-model-at-a-time order).
     """
     if n < 1:
         raise SpecError(f"number of shards must be >= 1, got {n}")
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise SpecError("cannot shard a plan with duplicated cell ids")
-    costs = {c.id: float(cost(c)) for c in cells}
-    for cell_id, c in costs.items():
-        if not c >= 0:
-            raise SpecError(f"cell {cell_id} has an invalid expected cost {c!r}")
+    costs: dict[tuple[str, str], float] = {}
+    for c in cells:
+        cell_cost = float(cost(c))
+        if not cell_cost >= 0:
+            raise SpecError(f"cell {c.id} has an invalid expected cost {cell_cost!r}")
+        costs[(c.model, c.task)] = costs.get((c.model, c.task), 0.0) + cell_cost
     heap = [(0.0, k) for k in range(n)]
-    owner: dict[str, int] = {}
-    for cell_id in sorted(costs, key=lambda i: (-costs[i], i)):
+    owner: dict[tuple[str, str], int] = {}
+    for pair in sorted(costs, key=lambda p: (-costs[p], p)):
         load, k = heapq.heappop(heap)
-        owner[cell_id] = k
-        heapq.heappush(heap, (load + costs[cell_id], k))
+        owner[pair] = k
+        heapq.heappush(heap, (load + costs[pair], k))
     shards: list[list[CellSpec]] = [[] for _ in range(n)]
     for cell in cells:
-        shards[owner[cell.id]].append(cell)
+        shards[owner[(cell.model, cell.task)]].append(cell)
     return shards
 
 
@@ -70,7 +74,7 @@ def recorded_encode_rates(cache_dir: Path | StorePath, as_of: dt.datetime | None
     With ``as_of``, only entries written before that time count: jobs reading a cache that others
     are filling agree on the rates however late they start.
     """
-    from .embeddings.cache import EmbeddingCache
+    from ..embeddings.cache import EmbeddingCache
 
     rates: dict[str, list[float]] = {}
     for manifest in EmbeddingCache(cache_dir).manifest_paths():

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from ..errors import SpecError
+from ..storage import StorePath, location
 from .shard import parse_shard
-from .storage import StorePath, location
 
 
 def _path(value: str) -> Path:
@@ -34,24 +34,58 @@ def _timestamp(value: str) -> dt.datetime:
         t = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         raise SpecError(f"expected an ISO 8601 time such as 2026-11-25T06:40:05Z, got {value!r}") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _distinct(values: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+    """Refuse a repeated entry: a seed counted twice would weigh double in the mean and CI."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise SpecError(f"{what} {', '.join(repeated)} listed more than once in {','.join(map(str, values))}")
+    return values
+
+
 def _seeds(value: str) -> tuple[int, ...]:
-    """``"3"`` → seeds 0,1,2; ``"0,7,9"`` → those seeds."""
+    """``"3"`` → seeds 0,1,2; ``"0,7,9"`` → those seeds (distinct, >= 0)."""
     try:
-        if "," in value:
-            return tuple(int(v) for v in _csv(value))
-        n = int(value)
+        numbers = tuple(int(v) for v in _csv(value))
     except ValueError:
-        raise SpecError(f"--ecgfm-seeds expects a count or a comma list of integers, got {value!r}") from None
-    if n < 1:
-        raise SpecError(f"--ecgfm-seeds must be >= 1, got {n}")
-    return tuple(range(n))
+        numbers = ()
+    if "," not in value and len(numbers) == 1:
+        if numbers[0] < 1:
+            raise SpecError(f"--ecgfm-seeds must be >= 1, got {numbers[0]}")
+        return tuple(range(numbers[0]))
+    if not numbers or min(numbers) < 0:
+        raise SpecError(f"--ecgfm-seeds expects a count or a comma list of integers >= 0, got {value!r}")
+    return _distinct(numbers, "seed")
+
+
+def _probes(value: str) -> tuple[str, ...]:
+    """A non-empty list of distinct probe kinds (whether each is known is checked by ``validate``)."""
+    probes = _csv(value)
+    if not probes:
+        raise SpecError(f"expected a comma list of probe kinds, got {value!r}")
+    return _distinct(probes, "probe")
+
+
+#: a run id is one path component of this alphabet (no separators, no leading dot or dash)
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: the reports dir's link to the newest run, never a run's own name
+LATEST = "latest"
+
+
+def _run_id(value: str) -> str:
+    """A run directory name: writing through ``latest`` or outside the reports dir is refused."""
+    if not _RUN_ID.fullmatch(value):
+        raise SpecError(f"a run id is one folder name of letters, digits, '.', '_' and '-' (at most 128, starting "
+                        f"with a letter or digit), got {value!r}")
+    if value == LATEST:
+        raise SpecError(f"{LATEST!r} is the link to the newest run, not a run id")
+    return value
 
 
 def _workers(value: str) -> int | None:
@@ -126,7 +160,7 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("data-dir", "data_dir", "ECGFM_DATA_DIR", "~/.cache/ecgfm-suite/data", _path,
-           "root below which datasets are found by content (any layout)"),
+           "root below which datasets are found by content (any layout); one named that does not exist is an error"),
     Option("weights-dir", "weights_dir", "ECGFM_WEIGHTS_DIR", "~/.cache/ecgfm-suite/weights", _path,
            "root of model checkpoints, one entry per model as named in `ecgfm-suite models`"),
     Option("cache-dir", "cache_dir", "ECGFM_CACHE_DIR", "~/.cache/ecgfm-suite/cache", _location,
@@ -144,8 +178,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("scarcity", "scarcity", "ECGFM_SCARCITY", None, _csv,
            "comma list of scarcity levels (frac1..frac100, shot1..shot20); default frac10,frac100 (+shot10 for small tasks)"),
     Option("seeds", "seeds", "ECGFM_SEEDS", "3", _seeds,
-           "number of seeds (N → 0..N-1) or a comma list; seeds vary the training subset and the probe"),
-    Option("probes", "probes", "ECGFM_PROBES", "linear", _csv,
+           "number of seeds (N → 0..N-1) or a comma list of distinct seeds >= 0; seeds vary the training subset "
+           "and the probe"),
+    Option("probes", "probes", "ECGFM_PROBES", "linear", _probes,
            "probes fitted per cell (linear, knn, mlp); the first one is the cell's headline"),
     Option("n-boot", "n_boot", "ECGFM_N_BOOT", "1000", _positive_int, "bootstrap resamples for CIs"),
     Option("read-workers", "read_workers", "ECGFM_READ_WORKERS", "1", _positive_int,
@@ -161,14 +196,16 @@ OPTIONS: tuple[Option, ...] = (
            "cache mode: use, refresh (recompute embeddings and rescan dataset indexes, overwriting) or off "
            "(no embedding, prepared-array or dataset-index cache)"),
     Option("allow-random-init", "allow_random_init", "ECGFM_ALLOW_RANDOM_INIT", "false", _bool,
-           "run models whose checkpoint is absent with random weights (reported as random-init)", flag=True),
+           "run models whose checkpoint is absent below the weights dir with random weights (reported as "
+           "random-init); never stands in for a checkpoint you named", flag=True),
     Option("strict", "strict", "ECGFM_STRICT", "false", _bool,
            "stop on the first bad record instead of excluding it", flag=True),
     Option("checkpoint", "checkpoints", "ECGFM_CHECKPOINT", None, _checkpoints,
-           "NAME=PATH: use this checkpoint for a registered model (repeatable)", multiple=True),
+           "NAME=PATH: use this checkpoint for a registered model (repeatable); it must exist", multiple=True),
     Option("model-file", "model_files", "ECGFM_MODEL_FILE", None, lambda v: tuple(_path(p) for p in _csv(v)),
            "ModelSpec YAML file of a bring-your-own model (repeatable)", multiple=True),
-    Option("run-id", "run_id", "ECGFM_RUN_ID", None, str, "name of the run directory (default: timestamp)"),
+    Option("run-id", "run_id", "ECGFM_RUN_ID", None, _run_id,
+           "name of the run directory (default: timestamp): letters, digits, '.', '_', '-'; not 'latest'"),
     Option("update-baselines", "update_baselines", "ECGFM_UPDATE_BASELINES", None, _update_mode,
            "rewrite the baseline entries of the cells that ran and passed their floors (all, the value when "
            "given bare) or only add missing entries (new-only)", bare="all"),
@@ -180,6 +217,13 @@ OPTIONS: tuple[Option, ...] = (
            "start at different times against a shared cache (a bucket) still agree on the split"),
     Option("baselines-dir", "baselines_dir", "ECGFM_BASELINES_DIR", "benchmarks/baselines", _path,
            "directory of the committed baselines <model>.yml (relative to the pytest rootdir)"),
+    Option("strict-baselines", "strict_baselines", "ECGFM_STRICT_BASELINES", "false", _bool,
+           "gate strictly: a cell whose data (dataset versions, test records) has no baseline entry fails as not "
+           "comparable instead of passing as 'no baseline for this data' (also implied by naming "
+           "--ecgfm-baselines-dir)", flag=True),
+    Option("thresholds", "thresholds", "ECGFM_THRESHOLDS", "benchmarks/thresholds.yml", _path,
+           "floors and regression tolerances (relative to the pytest rootdir); a file named explicitly must "
+           "exist, the default one absent means no floors and the default tolerances (with a warning)"),
 )
 
 
@@ -204,12 +248,26 @@ class Settings:
     run_id: str | None = None
     update_baselines: str | None = None
     baselines_dir: Path = Path("benchmarks/baselines")
+    thresholds: Path = Path("benchmarks/thresholds.yml")
+    strict_baselines: bool = False
     shard: tuple[int, int] | None = None
     shard_as_of: dt.datetime | None = None
     read_workers: int = 1
     #: processes for probe seeds and analyses (None: the available cores + 1)
     workers: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: option dest → where the user set it (its flag, environment variable or ini key); defaults are absent
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """Dests of the options the user set (flag, environment or ini): what they name must exist."""
+        return frozenset(self.sources)
+
+    def source(self, dest: str) -> str:
+        """How the user set option ``dest`` (``--ecgfm-data-dir``, ``ECGFM_DATA_DIR``…), for messages; its flag
+        when it was not set."""
+        return self.sources.get(dest) or next(opt.cli for opt in OPTIONS if opt.dest == dest)
 
     @property
     def local_cache_dir(self) -> Path:
@@ -262,6 +320,7 @@ def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None 
     ini = ini or {}
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for opt in OPTIONS:
         raw: Any = None
         source = "default"
@@ -271,6 +330,8 @@ def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None 
                 break
         if raw is None:
             raw = opt.default
+        else:
+            sources[opt.dest] = source
         if raw is None:
             values[opt.dest] = () if opt.multiple else None
             continue
@@ -282,4 +343,4 @@ def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None 
             values[opt.dest] = opt.parse(str(raw))
         except SpecError as exc:
             raise SpecError(exc.reason, source) from None
-    return Settings(**values)
+    return Settings(**values, sources=sources)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EcgfmError, SpecError
-from .plan import CellSpec
+from ..errors import CellSkip, SpecError, TaskSkip
+from ..probes.base import SeedProbe
+from ..results.cell import CellSpec
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,25 +29,6 @@ ENCODE_VERSION = 2
 
 #: most bytes of fitted probes a Runner keeps for the analysis stage (oldest cells dropped first: refitted)
 PROBE_MEMO_BYTES = 256 * 2**20
-
-
-class CellSkip(EcgfmError):
-    """The cell cannot run here (data or weights absent, too few labels); the reason names what is missing."""
-
-
-@dataclass(frozen=True, slots=True)
-class SeedProbe:
-    """A cell's probe for one seed and the training rows it was fitted on (the analyses explain the linear one)."""
-
-    seed: int
-    train_rows: np.ndarray
-    probe: Any  # FittedProbe
-
-    @property
-    def nbytes(self) -> int:
-        estimator = self.probe.estimator
-        weights = getattr(getattr(estimator, "named_steps", {}).get("probe"), "coef_", None)
-        return int(self.train_rows.nbytes + (np.asarray(weights).nbytes * 2 if weights is not None else 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,28 +43,54 @@ class ModelPlan:
     def available(self) -> bool:
         return self.checkpoint is not None or self.spec.control
 
+    def random_init(self, allow: bool) -> str | None:
+        """Whether this model runs without its weights: None when they are there (or for a control); with
+        ``allow`` (``--ecgfm-allow-random-init``) the warning to print; else ``CellSkip`` naming the expected path."""
+        if self.available:
+            return None
+        if not allow:
+            raise CellSkip(
+                f"no checkpoint for {self.spec.id}: expected {self.expected} "
+                "(set --ecgfm-weights-dir / ECGFM_WEIGHTS_DIR, --ecgfm-checkpoint NAME=PATH, "
+                "or --ecgfm-allow-random-init for a random-init run)"
+            )
+        return f"{self.spec.id}: no checkpoint at {self.expected}, running with RANDOM weights (random init allowed)"
+
 
 def model_plans(settings: Settings) -> dict[str, ModelPlan]:
-    """Registered models + user YAML specs, with ``NAME=PATH`` checkpoint overrides applied."""
-    from .models.catalog import MODELS
+    """Registered models + user YAML specs, with ``NAME=PATH`` checkpoint overrides applied.
+
+    A checkpoint the user named (``--ecgfm-checkpoint``, a model file) must be there: a missing,
+    unreadable or wrong-kind path is a ``CheckpointError`` naming it, whatever ``--ecgfm-allow-random-init``
+    says. Only a checkpoint looked up by default below the weights dir may be absent (the cells skip).
+    """
+    from ..errors import CheckpointError
+    from ..models.catalog import MODELS
+    from ..models.checkpoints import checkpoint_problem
+    from ..models.user_spec import override_target
 
     specs = dict(MODELS.items())
     if settings.model_files:
-        from .models.user_spec import load_model_file
+        from ..models.user_spec import load_model_file
 
         for path in settings.model_files:
             spec = load_model_file(path)
             specs[spec.id] = spec
     overrides = dict(settings.checkpoints)
-    for name in overrides:
-        if name not in specs:
-            raise SpecError(f"--ecgfm-checkpoint names unknown model {name!r} (known: {', '.join(sorted(specs))})")
+    for name, path in overrides.items():
+        try:
+            family = override_target(name, specs).family
+        except SpecError as exc:
+            raise SpecError(exc.reason, settings.source("checkpoints")) from None
+        problem = checkpoint_problem(path, family)
+        if problem:
+            raise CheckpointError(f"checkpoint of {name} named by {settings.source('checkpoints')} {problem}", path)
     plans = {}
     for model_id, spec in specs.items():
-        expected = overrides.get(model_id) or spec.checkpoint_path(settings.weights_dir)
         if model_id in overrides:
-            checkpoint = expected if expected.exists() else None
+            checkpoint = expected = overrides[model_id]
         else:
+            expected = spec.checkpoint_path(settings.weights_dir)
             checkpoint = spec.resolve_checkpoint(settings.weights_dir)
         plans[model_id] = ModelPlan(spec, checkpoint, expected)
     return plans
@@ -91,7 +100,7 @@ class Runner:
     """One benchmark session: caches dataset indexes, task data and the loaded encoder."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
-        from .embeddings.cache import EmbeddingCache
+        from ..embeddings.cache import EmbeddingCache
 
         self.settings = settings
         #: pytest-xdist worker id (``gw0``…): picks this worker's GPU on a multi-GPU machine
@@ -102,7 +111,7 @@ class Runner:
         self._tasks: dict[str, Any] = {}
         self._task_skips: dict[str, str] = {}
         #: (model, dataset) → (row of key, X, records excluded while preparing)
-        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, int]] = {}
+        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, tuple[dict[str, str], ...]]] = {}
         #: cell id → its linear probes, kept so the analysis stage explains them instead of refitting
         self._probes: dict[str, list[SeedProbe]] = {}
         self._probe_bytes = 0
@@ -111,7 +120,7 @@ class Runner:
     # -- data ---------------------------------------------------------------------------------
     def found_datasets(self) -> dict[str, list[Path]]:
         if self._found is None:
-            from .data.discovery import discover
+            from ..data.discovery import discover
 
             data_dir = self.settings.data_dir
             self._found = discover(data_dir) if data_dir.is_dir() else {}
@@ -119,7 +128,7 @@ class Runner:
 
     def index(self, dataset_id: str) -> Any:
         if dataset_id not in self._indexes:
-            from .data.discovery import load_index
+            from ..data.discovery import load_index
 
             s = self.settings
             self._indexes[dataset_id] = load_index(dataset_id, s.data_dir, strict=s.strict, cache_dir=s.local_cache,
@@ -128,7 +137,7 @@ class Runner:
 
     def task_data(self, task_id: str) -> Any:
         """TaskData for a task, or CellSkip naming what is missing."""
-        from .data.tasks import TASKS, TaskSkip, build_task
+        from ..data.tasks import TASKS, build_task
 
         if task_id in self._task_skips:
             raise CellSkip(self._task_skips[task_id])
@@ -150,8 +159,8 @@ class Runner:
     # -- planning ---------------------------------------------------------------------------------
     def plan(self) -> list[CellSpec]:
         """The selected matrix, ordered by model so one model is loaded at a time."""
-        from .data.scarcity import default_levels, parse_level
-        from .data.tasks import TASKS
+        from ..data.scarcity import default_levels, parse_level
+        from ..data.tasks import TASKS
 
         s = self.settings
         if s.models is not None:
@@ -185,31 +194,30 @@ class Runner:
 
     def record_counts(self, task_ids: list[str]) -> dict[str, int]:
         """Records in each task's present datasets: the expected-cost fallback for shard balancing."""
-        from .data.tasks import TASKS
+        from ..data.tasks import TASKS
 
         found = self.found_datasets()
         return {t: sum(len(self.index(d).records) for d in TASKS.get(t).datasets if d in found) for t in task_ids}
 
     # -- models -------------------------------------------------------------------------------------
     def load_encoder(self, model_id: str) -> Any:
-        from .registry import resolve
+        """The model's encoder; ``CellSkip`` when its checkpoint is absent, a warning (in pytest's warnings
+        summary) when ``--ecgfm-allow-random-init`` runs it with random weights instead."""
+        from ..registry import resolve
 
         plan = self.models[model_id]
-        if plan.checkpoint is None and not plan.spec.control and not self.settings.allow_random_init:
-            raise CellSkip(
-                f"no checkpoint for {model_id}: expected {plan.expected} "
-                "(set --ecgfm-weights-dir / ECGFM_WEIGHTS_DIR, --ecgfm-checkpoint NAME=PATH, "
-                "or --ecgfm-allow-random-init for a random-init run)"
-            )
+        notice = plan.random_init(self.settings.allow_random_init)
+        if notice:
+            warnings.warn(notice, UserWarning, stacklevel=2)
         loader: Callable[..., Any] = resolve(plan.spec.loader)
         return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device(self.worker_id))
 
     # -- embeddings ----------------------------------------------------------------------------------
     def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict, bool]:
         """Embeddings of every usable record of a dataset, cached on disk: (row of key, X, manifest, cache hit)."""
-        from ._io import sha256_json
-        from .embeddings.encode import encode_prepared
-        from .data.prepared import prepare_records
+        from .._io import sha256_json
+        from ..embeddings.encode import encode_prepared
+        from ..data.prepared import prepare_records
 
         index = self.index(dataset_id)
         records = index.records
@@ -244,18 +252,21 @@ class Runner:
         """X aligned with the task's records and a mask of records that have an embedding."""
         X = np.zeros((len(td.keys), encoder.embed_dim), dtype=np.float32)
         have = np.zeros(len(td.keys), dtype=bool)
-        info: dict[str, Any] = {"cache_hits": 0, "encode_s": 0.0, "excluded": 0}
+        from ..data.records import excluded_records
+
+        # excluded: the datasets' records left out at indexing and while preparing, each with file and reason
+        info: dict[str, Any] = {"cache_hits": 0, "encode_s": 0.0, "excluded": []}
         datasets = np.asarray(td.dataset)
         for dataset_id in sorted(set(datasets.tolist())):
             memo_key = (encoder.spec.id, dataset_id)
             if memo_key not in self._embeddings:
                 rows, Xd, manifest, hit = self.dataset_embeddings(encoder, dataset_id)
-                self._embeddings[memo_key] = (rows, Xd, len(manifest.get("excluded", [])))
+                self._embeddings[memo_key] = (rows, Xd, tuple(manifest.get("excluded", [])))
                 info["cache_hits"] += int(hit)
                 if not hit:
                     info["encode_s"] += manifest["timings"]["encode_s"]
-            rows, Xd, n_excluded = self._embeddings[memo_key]
-            info["excluded"] += n_excluded
+            rows, Xd, prepared = self._embeddings[memo_key]
+            info["excluded"] += excluded_records(self.index(dataset_id), prepared)
             for i in np.flatnonzero(datasets == dataset_id):
                 r = rows.get(td.keys[i])
                 if r is not None:
@@ -271,8 +282,8 @@ class Runner:
         One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
         """
-        from ._pool import pool_unavailable
-        from .data.prepared import available_cores
+        from .pool import pool_unavailable
+        from ..data.prepared import available_cores
 
         if self.worker_id:
             return 1
@@ -307,7 +318,7 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     ``value`` is the mean over seeds; the CI and SE are the per-seed stratified-bootstrap CIs (test-set
     sampling uncertainty) averaged over seeds; ``seed_std`` reports the training-subset variability.
     """
-    from .results import MetricSummary
+    from ..results import MetricSummary
 
     out = {}
     for name in per_seed[0]:
@@ -368,10 +379,10 @@ class SeedFit:
 def fit_seed(job: SeedJob, seed: int) -> list[SeedFit]:
     """Draw the seed's training subset and fit, score and evaluate every probe on it, with one BLAS thread
     (probe problems are small; the same numbers whichever process runs it)."""
-    from ._threads import one_thread
-    from .data.scarcity import subset
-    from .metrics import evaluate
-    from .probes import fit_probe
+    from .._threads import one_thread
+    from ..data.scarcity import subset
+    from ..metrics import evaluate
+    from ..probes import fit_probe
 
     with one_thread():
         sub = subset(job.y_train, job.scarcity, seed, job.task_type, groups=job.groups)
@@ -399,7 +410,7 @@ def map_seeds(job: SeedJob, seeds: Sequence[int], *, workers: int) -> list[list[
     from concurrent.futures.process import BrokenProcessPool
     from functools import partial
 
-    from ._pool import shutdown_pool, worker_pool
+    from .pool import shutdown_pool, worker_pool
 
     try:
         pending = worker_pool(workers - 1).map(partial(fit_seed, job), seeds[1:])
@@ -413,7 +424,8 @@ def map_seeds(job: SeedJob, seeds: Sequence[int], *, workers: int) -> list[list[
 
 def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
     """Fit the cell's probes over seeds on frozen embeddings; return its CellResult and test scores."""
-    from .results import CellResult, environment, git_commit
+    from ..results import CellResult, environment, git_commit
+    from ..results.cell import exclusion_counts
 
     s = runner.settings
     t0 = time.perf_counter()
@@ -460,7 +472,7 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
         main_metric=td.task.main_metric, metrics=summarise_seeds(per_probe[headline]),
         other_probes={k: summarise_seeds(per_probe[k]) for k in others},
         timings={"embed_s": t_embed, "probe_s": t_probe, "encode_s": info["encode_s"]},
-        exclusions={"records_without_embedding": int((~have).sum()), "dataset_exclusions": info["excluded"]},
+        exclusions=exclusion_counts(int((~have).sum()), info["excluded"]), excluded_records=tuple(info["excluded"]),
         pretraining_overlap=overlap, environment=environment(), git_commit=git_commit(),
     )
     return CellOutput(result, np.asarray(td.keys)[idx["test"]], y[idx["test"]], np.stack(headline_scores))
