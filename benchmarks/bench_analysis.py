@@ -20,6 +20,7 @@ once per installation, as the issue asks; the fixture loads them untimed, as eve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from types import SimpleNamespace
@@ -29,9 +30,9 @@ import pytest
 
 from ecgfm_suite.analysis.registry import names, pair_analyses
 from ecgfm_suite.engine.analyses import AnalysisStage
-from ecgfm_suite.pytest_plugin import KEY
 from ecgfm_suite.engine.runner import Runner, run_matrix
 from ecgfm_suite.errors import AnalysisSkip, Skip
+from ecgfm_suite.pytest_plugin import KEY
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,11 @@ SPENT: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def cold_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    from ecgfm_suite.report.figures import figures_for
-    from ecgfm_suite.results import RunDir
-
     from ecgfm_suite.analysis._jit_cache import configure_numba_cache
     from ecgfm_suite.analysis.input_attribution import Resolution, explain_record
     from ecgfm_suite.analysis.projection import umap_2d
+    from ecgfm_suite.report.figures import figures_for
+    from ecgfm_suite.results import RunDir
 
     scratch = tmp_path_factory.mktemp("analysis_bench")
     base = request.config.stash[KEY].settings
@@ -115,10 +115,8 @@ def test_bench_task_analysis(benchmark, cold_run, name):
 
     def every_task() -> None:
         for target in targets:
-            try:
+            with contextlib.suppress(AnalysisSkip):
                 session.run_task_analysis(target)
-            except AnalysisSkip:
-                pass
 
     SPENT[name] = _timed_pass(benchmark, every_task)
     benchmark.extra_info.update({"targets": len(targets), "seconds": round(SPENT[name], 2)})

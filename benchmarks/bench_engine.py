@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgfm_suite.pytest_plugin import KEY
 from ecgfm_suite.engine.runner import Runner, run_matrix
+from ecgfm_suite.pytest_plugin import KEY
 
 pytestmark = pytest.mark.slow
 

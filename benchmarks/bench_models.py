@@ -32,9 +32,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from ecgfm_suite.engine.settings import resolve as resolve_settings
 from ecgfm_suite.models.catalog import MODELS
 from ecgfm_suite.registry import resolve
-from ecgfm_suite.engine.settings import resolve as resolve_settings
 
 pytestmark = pytest.mark.slow
 

@@ -39,7 +39,7 @@ def _embeddings(task_type: str, n: int, n_classes: int | None, seed: int = 0):
     else:  # prevalences from about 50 % down to about 10 %
         y = (logits + rng.logistic(size=logits.shape) > np.linspace(0.0, 3.0, n_classes)).astype(np.int8)
     cut = np.cumsum([int(0.6 * n), int(0.2 * n)])
-    return [(X[a:b], y[a:b]) for a, b in zip((0, *cut), (*cut, n))]
+    return [(X[a:b], y[a:b]) for a, b in zip((0, *cut), (*cut, n), strict=True)]
 
 
 @pytest.mark.parametrize("n", [2_000, 10_000])

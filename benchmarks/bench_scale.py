@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecgfm_suite.engine.shard import assign_shards, shard_digest
 from ecgfm_suite.results.merge import merge_runs
 from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_record_counts, synthetic_result
-from ecgfm_suite.engine.shard import assign_shards, shard_digest
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +180,8 @@ def test_bench_report(benchmark, merged_runs, n):
         csv_bytes=sum(p.stat().st_size for p in run.glob("*.csv")))
     print(f"report {n} cells: {seconds:.1f} s; index.html {page.stat().st_size / 1e6:.2f} MB, {index_rows} rows; "
           f"{len(pages)} pages, {benchmark.extra_info['pages_bytes'] / 1e6:.1f} MB (largest "
-          f"{benchmark.extra_info['max_page_bytes'] / 1e6:.2f} MB); CSV {benchmark.extra_info['csv_bytes'] / 1e6:.1f} MB")
+          f"{benchmark.extra_info['max_page_bytes'] / 1e6:.2f} MB); "
+          f"CSV {benchmark.extra_info['csv_bytes'] / 1e6:.1f} MB")
     # usable at any size: no table on any page holds more than a page of rows
     assert html.count("<tr data-cell") <= PAGE_ROWS
     assert all(p.read_text().count("<tr data-cell") <= PAGE_ROWS for p in pages)

@@ -6,9 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import EcgfmError
+
+if TYPE_CHECKING:  # the CLI imports the library's layers per command
+    import numpy as np
+
+    from .results.run import RunDir
 
 
 def is_checkout(folder: Path) -> bool:
@@ -21,6 +26,9 @@ def find_checkout(package_parent: Path, cwd: Path) -> Path | None:
     from (an editable install), else the working directory or a folder above it (an installed wheel)."""
     return next((folder for folder in (package_parent, cwd, *cwd.parents) if is_checkout(folder)), None)
 
+
+#: the window policies `embed --windows` accepts (``data.preprocess.WINDOW_POLICIES``; not imported: no numpy here)
+WINDOW_CHOICES = ("cover", "official", "first")
 
 ROOT = find_checkout(Path(__file__).resolve().parents[1], Path.cwd()) or Path(__file__).resolve().parents[1]
 
@@ -150,7 +158,7 @@ def cmd_embed(ns: argparse.Namespace, extra: list[str]) -> int:
             print(f"ecgfm-suite: warning: {line}", file=sys.stderr)
     loader = resolve_target(plan.spec.loader)
     encoder = loader(plan.spec, plan.checkpoint, config=config, device=settings.resolved_device())
-    emb = embed_array(encoder, raw.x, ns.fs, raw.leads)
+    emb = embed_array(encoder, raw.x, ns.fs, raw.leads, window_policy=ns.windows)
     try:
         with atomic_open(output, "wb") as fh:
             np.save(fh, emb, allow_pickle=False)
@@ -160,7 +168,7 @@ def cmd_embed(ns: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _load_array(path: str) -> Any:
+def _load_array(path: str) -> np.ndarray:
     """The ``.npy`` array at ``path``: a missing, unreadable, pickled-object or non-``.npy`` file is a one-line
     error naming it (numpy's own errors would surface as a traceback)."""
     import numpy as np
@@ -229,7 +237,7 @@ def cmd_compare(ns: argparse.Namespace, extra: list[str]) -> int:
     return 1 if result.failed else 0
 
 
-def _task_analyses(run: Any, n_boot: int) -> None:
+def _task_analyses(run: RunDir, n_boot: int) -> None:
     """The analyses across models (CKA, label efficiency, comparisons): a shard holds only some models."""
     from .engine.analyses import run_task_analyses
     from .report.figures import figures_for
@@ -272,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
-    sub.add_parser("models", help="list registered models and where their weights are expected").set_defaults(func=cmd_models)
+    sub.add_parser("models", help="list registered models and where their weights are expected").set_defaults(
+        func=cmd_models)
     sub.add_parser("tasks", help="list registered tasks").set_defaults(func=cmd_tasks)
     p = sub.add_parser("embed", help="embed raw ECG arrays with a model's own preprocessing")
     p.add_argument("--model", required=True)
@@ -283,12 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", help="comma list of the input's lead names (default: the first N standard leads)")
     p.add_argument("--pad", action="store_true",
                    help="zero-pad records shorter than the model's window, as the benchmark does (else refused)")
+    p.add_argument("--windows", choices=WINDOW_CHOICES, default=None,
+                   help="which windows of each record are embedded and averaged: cover (the whole record, the "
+                        "benchmark's default), official (the model authors' test-time protocol) or first "
+                        "(default: the model's own policy, as the benchmark embeds)")
     p.add_argument("--allow-random-init", action="store_true",
                    help="embed with random weights when the model's checkpoint is absent (printed as a warning)")
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_embed)
     p = sub.add_parser("compare", help="compare two stored runs cell by cell with CIs; exit 1 on a regression")
-    p.add_argument("run_a", metavar="RUN_A", help="reference: run directory, its results.jsonl, or a baseline <model>.yml")
+    p.add_argument("run_a", metavar="RUN_A",
+                   help="reference: run directory, its results.jsonl, or a baseline <model>.yml")
     p.add_argument("run_b", metavar="RUN_B", help="candidate, judged against RUN_A (same kinds of path)")
     p.add_argument("--thresholds", help="thresholds file whose gate: section sets the tolerances; must exist "
                                         "(default: ECGFM_THRESHOLDS, else benchmarks/thresholds.yml of this checkout)")

@@ -6,6 +6,7 @@ clauses keep working (scikit-learn's ``InvalidParameterError`` pattern).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -17,7 +18,7 @@ class EcgfmError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
-    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+    def __reduce__(self) -> tuple[Callable[..., EcgfmError], tuple[str | None, ...]]:
         """Keep reason and path across processes (a worker's error re-raised in the parent)."""
         return type(self), (self.reason, self.path)
 
@@ -64,8 +65,8 @@ class TaskSkip(Skip):
         if task:
             self.args = (f"{task}: {self.args[0]}",)
 
-    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
-        return _task_skip, (self.reason, self.path, self.task)  # type: ignore[return-value]
+    def __reduce__(self) -> tuple[Callable[..., EcgfmError], tuple[str | None, ...]]:
+        return _task_skip, (self.reason, self.path, self.task)
 
 
 def _task_skip(reason: str, path: str | None, task: str | None) -> TaskSkip:

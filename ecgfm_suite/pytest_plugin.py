@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,12 @@ from .engine.session import Phase, RunSession
 from .engine.settings import OPTIONS, Settings, resolve
 from .engine.validate import validate
 from .errors import EcgfmError
+
+if TYPE_CHECKING:  # type-only: collection imports no model
+    from .models.protocol import Encoder
+    from .results.cell import CellResult, CellSpec, MetricSummary
+
+T = TypeVar("T")
 
 CELL_FIXTURE = "ecgfm_cell"
 #: the analyses' fixtures (``benchmarks/test_representation.py``): (model, task, analysis) and (analysis, task, level)
@@ -36,7 +43,7 @@ def _worker_id(config: pytest.Config) -> str | None:
     return workerinput["workerid"] if workerinput else None
 
 
-def _usage(func: Any, *args: Any) -> Any:
+def _usage(func: Callable[..., T], *args: Any) -> T:
     """A library call whose EcgfmError is the user's mistake: a one-line usage error, no traceback."""
     try:
         return func(*args)
@@ -68,7 +75,7 @@ class _Reports:
     def __init__(self, session: RunSession) -> None:
         self.session = session
         #: node id → cell of the cell tests this process collected (a worker's own; none on an xdist controller)
-        self.cells: dict[str, Any] = {}
+        self.cells: dict[str, CellSpec] = {}
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         cell = _param(item, CELL_FIXTURE)
@@ -78,7 +85,8 @@ class _Reports:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if report.when == "call" and props.get("ecgfm_cell"):
-            self.session.saw_cell(str(props["ecgfm_cell"]), props.get("ecgfm_test_records_sha256"))
+            sha = props.get("ecgfm_test_records_sha256")
+            self.session.saw_cell(str(props["ecgfm_cell"]), str(sha) if sha else None)
         if DEFERRED_PROPERTY in props and getattr(report, "node", None) is not None:
             self.session.task_analyses_deferred = True  # a worker's report (xdist sets .node on the controller)
         if report.nodeid in self.cells:
@@ -137,9 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = _usage(_settings, config)
     workerinput = getattr(config, "workerinput", None)
     run_id = workerinput["ecgfm_run_id"] if workerinput else (settings.run_id or new_run_id())
-    distributed = bool(getattr(config.option, "numprocesses", None)) and not workerinput
-    session = RunSession(settings, run_id, rootdir=Path(config.rootpath), worker_id=_worker_id(config),
-                         distributed=distributed)
+    session = RunSession(settings, run_id, rootdir=Path(config.rootpath), worker_id=_worker_id(config))
     config.stash[KEY] = session
     if not workerinput:
         _usage(session.thresholds_path)  # a thresholds file the user named and that is absent: stop now
@@ -195,8 +201,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _deselect(config, items, lambda item: (cell := _param(item, CELL_FIXTURE)) is None or run.in_shard(cell))
 
 
-def _deselect(config: pytest.Config, items: list[pytest.Item], keep: Any) -> None:
-    kept, dropped = [], []
+def _deselect(config: pytest.Config, items: list[pytest.Item], keep: Callable[[pytest.Item], bool]) -> None:
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         (kept if keep(item) else dropped).append(item)
     if dropped:
@@ -240,7 +247,7 @@ def ecgfm_session(request: pytest.FixtureRequest) -> RunSession:
 
 
 @pytest.fixture(scope="session")
-def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: RunSession) -> Any:
+def ecgfm_model(request: pytest.FixtureRequest, ecgfm_session: RunSession) -> Iterator[Encoder]:
     """One encoder at a time: cells are grouped per model; teardown frees it before the next."""
     from .errors import CellSkip
 
@@ -268,7 +275,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(KEY, None)
     for title, line in run.summary_lines() if run is not None else []:
         if title is not None:
@@ -277,9 +284,25 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(line)
 
 
-def junit_properties(result: Any) -> list[tuple[str, str]]:
-    """Cell metrics as JUnit XML properties, so CI systems show them."""
+def junit_properties(result: CellResult) -> list[tuple[str, str]]:
+    """Cell metrics as JUnit XML properties, so CI systems show them.
+
+    A multiclass/multilabel cell's per-class metrics are one JSON property, ``ecgfm_per_class`` (class →
+    prevalences, AUROC/AUPRC with CI, or null with the reason it is undefined): a property per class and
+    metric would swamp the XML with hundreds of entries on large label sets. Non-finite numbers are null there.
+    """
+    from .analysis.store import plain
+
+    def brief(m: MetricSummary | None) -> dict[str, float] | None:
+        return None if m is None else {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}
+
     props = [("ecgfm_cell", result.cell_id), ("ecgfm_main_metric", result.main_metric)]
     for name, m in result.metrics.items():
-        props.append((f"ecgfm_{name}", json.dumps({"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high})))
+        props.append((f"ecgfm_{name}", json.dumps(brief(m))))
+    if result.per_class:
+        per_class = {c.label: {"train_prevalence": c.train_prevalence, "test_prevalence": c.test_prevalence,
+                               "n_test_positive": c.n_test_positive,
+                               **{name: brief(m) for name, m in c.metrics.items()}, "undefined": c.undefined}
+                     for c in result.per_class}
+        props.append(("ecgfm_per_class", json.dumps(plain(per_class), allow_nan=False)))
     return props

@@ -17,7 +17,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +88,7 @@ class StorePath:
     def modified(self) -> datetime:
         """When the object was last written (the store's clock, timezone-aware)."""
         when = self.fs.modified(self.path)
-        return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
     def glob(self, pattern: str) -> list[StorePath]:
         fs = self.fs

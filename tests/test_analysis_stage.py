@@ -14,8 +14,8 @@ import pytest
 from ecgfm_suite.analysis import input_attribution, inputs
 from ecgfm_suite.analysis.registry import ANALYSES, analyse_task, pair_analyses
 from ecgfm_suite.analysis.store import AnalysisStore, plain
-from ecgfm_suite.engine.analyses import AnalysisStage
 from ecgfm_suite.data.tasks import TASKS
+from ecgfm_suite.engine.analyses import AnalysisStage
 from ecgfm_suite.errors import AnalysisSkip, DataError
 from ecgfm_suite.probes import SeedProbe
 
@@ -91,7 +91,7 @@ def test_headline_level_prefers_the_most_data():
 
 
 def test_label_efficiency_and_comparison_skip_with_reasons(tmp_path):
-    run_dir = SimpleNamespace(results=lambda: [], load_scores=lambda cell_id: (_ for _ in ()).throw(FileNotFoundError()))
+    run_dir = SimpleNamespace(results=list, load_scores=lambda cell_id: (_ for _ in ()).throw(FileNotFoundError()))
 
     def task_inputs(level=None):
         return inputs.TaskInputs(run_dir=run_dir, store=AnalysisStore(tmp_path), task="ludb_lvh", level=level,
@@ -132,14 +132,15 @@ def test_a_payload_that_breaks_its_invariants_is_an_error_not_a_stored_number(tm
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_path, analysis_cache_dir):
     """random_cnn on LUDB LVH through the Runner: the analyses get the cell's own probes, a refit scores the
     test records as the cell did, and each per-(model, task) analysis writes a consistent result."""
+    from ecgfm_suite.engine.runner import Runner, run_cell
+    from ecgfm_suite.engine.settings import resolve
     from ecgfm_suite.report.figures import figures_for
     from ecgfm_suite.results import RunDir
-    from ecgfm_suite.engine.runner import Runner, run_cell
     from ecgfm_suite.results.cell import CellSpec
-    from ecgfm_suite.engine.settings import resolve
 
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
                         "tasks": "ludb_lvh", "scarcity": "frac10,frac100", "seeds": "2", "n_boot": "50"}, env={})
@@ -195,14 +196,15 @@ def test_runner_keeps_probes_within_its_memory_cap(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_worker_processes_give_the_analyses_of_the_session_process(data_dir, tmp_path, analysis_cache_dir):
     """With several cores the session hands every pair's analyses to worker processes; their payloads (timings
     and the time-budgeted input attribution's resolution aside) equal those computed in the session's process."""
-    from ecgfm_suite.results.cell import CellSpec
-    from ecgfm_suite.report.figures import figures_for
-    from ecgfm_suite.results import RunDir
     from ecgfm_suite.engine.runner import Runner, run_cell
     from ecgfm_suite.engine.settings import resolve
+    from ecgfm_suite.report.figures import figures_for
+    from ecgfm_suite.results import RunDir
+    from ecgfm_suite.results.cell import CellSpec
 
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(analysis_cache_dir), "models": "random_cnn",
                         "tasks": "ludb_lvh,ludb_sex", "scarcity": "frac100", "seeds": "2", "n_boot": "50"}, env={})

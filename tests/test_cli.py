@@ -10,6 +10,7 @@ import pytest
 from ecgfm_suite.cli import main
 
 
+@pytest.mark.real_data
 def test_datasets_json_lists_every_shared_dataset(data_dir, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("ECGFM_CACHE_DIR", str(tmp_path))
     assert main(["datasets", "--data-dir", str(data_dir), "--json"]) == 0
@@ -35,10 +36,13 @@ def test_embed_reproduces_the_official_embeddings(parity_dir, tmp_path, capsys):
     """`embed` on the HuBERT-ECG parity fixture (a HF directory carrying its own config) gives the official vectors."""
     fixture = parity_dir / "hubert_ecg_small" / "seed0"
     out = tmp_path / "emb.npy"
-    code = main(["embed", "--model", "hubert_ecg_small", "--checkpoint", str(fixture / "hubert-ecg-small-seed0"),
-                 "--input", str(fixture / "raw_input.npy"), "--fs", "500", "--output", str(out)])
-    assert code == 0
+    args = ["embed", "--model", "hubert_ecg_small", "--checkpoint", str(fixture / "hubert-ecg-small-seed0"),
+            "--input", str(fixture / "raw_input.npy"), "--fs", "500"]
+    assert main([*args, "--windows", "official", "--output", str(out)]) == 0  # the official protocol: its vectors
     np.testing.assert_allclose(np.load(out), np.load(fixture / "embeddings.npy"), rtol=1e-4, atol=1e-5)
+    covered = tmp_path / "cover.npy"  # the benchmark's default covers the whole record: other vectors
+    assert main([*args, "--output", str(covered)]) == 0
+    assert np.load(covered).shape == np.load(out).shape and not np.allclose(np.load(covered), np.load(out))
 
 
 def test_embed_with_config_override(parity_dir, tmp_path):
@@ -201,3 +205,10 @@ def test_datasets_names_a_missing_label_table(tmp_path, capsys):
         assert listing[name]["missing_label_files"] == [str(table)] and listing[name]["records"] == 0
     assert main(["datasets", "--data-dir", str(tmp_path / "data")]) == 0
     assert f"label table missing: {ludb / 'ludb.csv'} (its tasks are skipped)" in capsys.readouterr().out
+
+
+def test_embed_window_choices_are_the_data_layers_policies():
+    from ecgfm_suite.cli import WINDOW_CHOICES
+    from ecgfm_suite.data.preprocess import WINDOW_POLICIES
+
+    assert WINDOW_CHOICES == WINDOW_POLICIES

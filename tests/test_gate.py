@@ -665,6 +665,7 @@ def test_update_baselines_bad_value_is_a_usage_error_with_a_hint(pytester: pytes
 
 
 @pytest.mark.parametrize("broken", ["floor", "task", "truncated"])
+@pytest.mark.real_data
 def test_bad_thresholds_or_truncated_baseline_error_the_cells_at_setup(pytester: pytest.Pytester, data_dir: Path,
                                                                       broken: str):
     pytester.makepyfile(test_cells=CELL_TEST)
@@ -689,6 +690,7 @@ def test_bad_thresholds_or_truncated_baseline_error_the_cells_at_setup(pytester:
     result.stdout.fnmatch_lines([message])
 
 
+@pytest.mark.real_data
 def test_broken_baseline_errors_only_its_models_cells_at_setup(pytester: pytest.Pytester, data_dir: Path):
     pytester.makepyfile(test_cells=CELL_TEST)
     baselines = pytester.path / "benchmarks" / "baselines"

@@ -1,10 +1,11 @@
-"""The whole regression gate through pytest, on real LUDB cells of the real openecg codec.
+"""The whole regression gate through pytest, on LUDB cells of the real openecg codec (the synthetic LUDB of
+``synthetic_data_dir``, so the gate is tested without the real data).
 
 A module fixture encodes LUDB once with the shipped codec_v6 weights (the accepted checkpoint: its results are
-the baseline every run is gated against) and once with a copy whose upper-transformer weights got strong
-Gaussian noise (the degraded checkpoint), so every pytester run after it reads embeddings from the shared
-cache. Which cells the degradation really hurts is decided here independently, from the baseline YAML and
-the run's results.jsonl with the documented rule, and must equal the set of failing tests.
+the baseline every run is gated against) and once with a copy whose weights got strong Gaussian noise (the
+degraded checkpoint), so every pytester run after it reads embeddings from the shared cache. Which cells the
+degradation really hurts is decided here independently, from the baseline YAML and the run's results.jsonl with
+the documented rule, and must equal the set of failing tests.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class GateEnv:
 
 
 def _degrade(source: Path, target: Path) -> None:
+    """Noise of twice each weight tensor's spread on every tensor: on the synthetic LUDB it takes ludb_lvh from
+    AUROC 1.00 to about 0.33 (beyond tolerance by about 0.3) and leaves sex, axis and age well within theirs.
+    (Noise on the upper transformer alone, which regressed some real LUDB cells, stays within every tolerance
+    here: the residual stream carries the lower layers' features through.)"""
     import torch
 
     from ecgfm_suite.models.checkpoints import load_torch
@@ -51,8 +56,8 @@ def _degrade(source: Path, target: Path) -> None:
     ckpt = load_torch(source)
     gen = torch.Generator().manual_seed(0)
     for name, tensor in ckpt["model_state"].items():
-        if name.startswith("upper_transformer.") and tensor.is_floating_point() and tensor.numel() > 1:
-            ckpt["model_state"][name] = tensor + tensor.std() * torch.randn(tensor.shape, generator=gen)
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            ckpt["model_state"][name] = tensor + 2 * tensor.std() * torch.randn(tensor.shape, generator=gen)
     torch.save(ckpt, target)
 
 
@@ -74,9 +79,9 @@ def _run(settings) -> tuple[list, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> GateEnv:
+def env(synthetic_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> GateEnv:
     root = tmp_path_factory.mktemp("gate")
-    dirs = {"data": data_dir, "cache": root / "cache", "weights": root / "weights"}
+    dirs = {"data": synthetic_data_dir, "cache": root / "cache", "weights": root / "weights"}
     results, test_shas = _run(_settings(dirs))
     shipped = Runner(_settings(dirs)).models[MODEL].checkpoint
     degraded = root / "codec_v6_degraded.pt"
@@ -84,7 +89,7 @@ def env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> GateEnv:
     _run(_settings(dirs, degraded))  # warms the embedding cache for the degraded checkpoint
     baselines = root / "accepted"
     Gate(thresholds=root / "no-thresholds.yml", baselines_dir=baselines, update="all").finish(results, test_shas)
-    return GateEnv(data_dir, dirs["cache"], baselines, degraded)
+    return GateEnv(synthetic_data_dir, dirs["cache"], baselines, degraded)
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,7 @@ def _recorded_on_other_data(bench: Bench, **change) -> Path:
 
 
 def test_cells_on_other_data_than_the_baseline_pass_as_no_baseline_for_this_data(bench: Bench):
-    """The committed baselines were measured on the shared data; a user running on the real release (other test
+    """The committed baselines were measured on the shared data; a user running on the full release (other test
     records, same dataset versions) must not see every cell fail."""
     path = _recorded_on_other_data(bench, test_sha256=digest_test_records(["ptbxl/1", "ptbxl/2"]))
     before = path.read_bytes()

@@ -21,12 +21,15 @@ from ecgfm_suite.errors import DataError, SpecError
 from ecgfm_suite.metrics import (
     MAIN_METRIC,
     METRICS,
+    PER_CLASS_METRICS,
     TASK_TYPES,
     MetricCI,
     aggregate_seeds,
+    class_positives,
     count_matrix,
     draw_indices,
     evaluate,
+    evaluate_classes,
     metrics_for,
     paired_bootstrap,
     point_estimate,
@@ -68,7 +71,7 @@ def reference(task_type: str, y: np.ndarray, s: np.ndarray, y_val=None, s_val=No
         thresholds = {m: tune_thresholds(y_val, s_val, m) for m in ("f1", "balanced_accuracy")}
     if thresholds is not None:
         for metric, fn in (("f1", f1_score), ("balanced_accuracy", balanced_accuracy_score)):
-            pred = S >= thresholds[metric]
+            pred = thresholds[metric] <= S
             out[metric] = np.mean([fn(Y[:, k], pred[:, k]) for k in np.flatnonzero(keep)])
     return out
 
@@ -206,7 +209,7 @@ def test_thresholds_never_see_test_arrays(task_type, monkeypatch):
     np.testing.assert_array_equal(seen[0][2], seen[2][2])
     # the reported F1 is the test F1 at those validation thresholds
     Y, S = _binary_cols(y), s.reshape(len(y), -1)
-    pred = S >= seen[0][2]
+    pred = seen[0][2] <= S
     assert first["f1"].value == pytest.approx(np.mean([f1_score(Y[:, k], pred[:, k]) for k in range(Y.shape[1])]))
 
 
@@ -424,5 +427,79 @@ def test_a_single_weight_row_sums_groups_as_the_resampled_path_does(seed, n):
     W = rng.integers(0, 4, (2, n)).astype(np.float64)
     single = kernels.score_groups(pos, score, W[:1])
     both = kernels.score_groups(pos, score, W)
-    for one, many in zip(single, both):
+    for one, many in zip(single, both, strict=True):
         assert one.shape == (1, many.shape[1]) and np.array_equal(one[0], many[0])
+
+
+# ---------------------------------------------------------------- per-class metrics
+
+def _class_labels(task_type: str, y: np.ndarray, k: int) -> np.ndarray:
+    return y == k if task_type == "multiclass" else y[:, k].astype(bool)
+
+
+@HYP
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(6, 60), task=st.sampled_from(["multiclass", "multilabel"]),
+       n_classes=st.integers(2, 5), decimals=st.sampled_from([None, 0, 1]), hole=st.sampled_from([None, 0, 1]))
+def test_per_class_values_match_sklearn_and_undefined_classes_say_why(seed, n, task, n_classes, decimals, hole):
+    """Each class's AUROC/AUPRC is scikit-learn's on that class's column; a class without both labels in the test
+    split (``hole``: multiclass absent, multilabel all-negative or all-positive) is undefined, never 0.5; the
+    macro is the plain mean of the defined classes."""
+    rng = np.random.default_rng(seed)
+    y, s = make(task, n, rng, n_classes=n_classes, decimals=decimals)
+    last = n_classes - 1
+    if hole is not None and task == "multiclass" and n_classes > 2:
+        y[y == last] = 0  # the last class is absent from the test split
+    elif hole is not None and task == "multilabel":
+        y[:, last] = hole  # no positive (0) or no negative (1) for the last class
+    result = evaluate_classes(task, y, s, n_boot=3, seed=seed % 7)
+    assert [c.index for c in result.classes] == list(range(n_classes))
+    defined = []
+    for c in result.classes:
+        labels = _class_labels(task, y, c.index)
+        assert c.n_positive == labels.sum() and c.prevalence == pytest.approx(labels.mean())
+        if labels.all() or not labels.any():
+            assert c.metrics == {} and "undefined" in c.undefined
+            assert ("no negative" if labels.all() else "no ") in c.undefined
+            continue
+        assert c.undefined is None and set(c.metrics) == set(PER_CLASS_METRICS)
+        assert c.metrics["auroc"].value == pytest.approx(roc_auc_score(labels, s[:, c.index]), abs=1e-12)
+        assert c.metrics["auprc"].value == pytest.approx(average_precision_score(labels, s[:, c.index]), abs=1e-12)
+        defined.append(c)
+    for metric in PER_CLASS_METRICS:
+        macro = np.mean([c.metrics[metric].value for c in defined])
+        assert result.metrics[metric].value == pytest.approx(macro, rel=1e-12, abs=1e-15)
+    assert result.metrics == evaluate(task, y, s, n_boot=3, seed=seed % 7)
+
+
+@pytest.mark.parametrize("task_type", ["multiclass", "multilabel"])
+def test_per_class_cis_come_from_the_macros_resamples(task_type):
+    """A class's CI is the percentile interval of scikit-learn's value on each resample the macro CI uses (the same
+    ``draw_indices``), and contains the class's point estimate."""
+    rng = np.random.default_rng(21)
+    y, s = make(task_type, 150, rng, decimals=2)
+    n_boot, seed = 200, 5
+    result = evaluate_classes(task_type, y, s, n_boot=n_boot, seed=seed)
+    idx = draw_indices(strata(task_type, y), n_boot, np.random.default_rng(seed))
+    for c in result.classes:
+        labels = _class_labels(task_type, y, c.index)
+        for metric, fn in (("auroc", roc_auc_score), ("auprc", average_precision_score)):
+            values = np.array([fn(labels[i], s[i, c.index]) for i in idx])
+            ci = c.metrics[metric]
+            assert ci.ci_low == pytest.approx(np.percentile(values, 2.5), abs=1e-10)
+            assert ci.ci_high == pytest.approx(np.percentile(values, 97.5), abs=1e-10)
+            assert ci.se == pytest.approx(np.std(values, ddof=1), abs=1e-10) and ci.n_boot == n_boot
+            assert ci.ci_low <= ci.value <= ci.ci_high, (c.index, metric, ci)
+
+
+@pytest.mark.parametrize("task_type", ["binary", "regression"])
+def test_binary_and_regression_have_no_per_class_block(task_type):
+    y, s = make(task_type, 120, np.random.default_rng(22))
+    result = evaluate_classes(task_type, y, s, n_boot=20)
+    assert result.classes == () and result.metrics == evaluate(task_type, y, s, n_boot=20)
+
+
+def test_class_positives_count_labels_and_columns():
+    np.testing.assert_array_equal(class_positives("multiclass", [0, 2, 2, 0, 0], 4), [3, 0, 2, 0])
+    np.testing.assert_array_equal(class_positives("multilabel", [[1, 0, 1], [1, 0, 0]], 3), [2, 0, 1])
+    with pytest.raises(SpecError, match="per-class"):
+        class_positives("binary", [0, 1], 2)

@@ -1,4 +1,8 @@
-"""The pytest plugin end to end, with pytester: options, ids, -k, skips, usage errors, a real cell."""
+"""The pytest plugin end to end, with pytester: options, ids, -k, skips, usage errors, a cell that runs.
+
+Cells run on the small synthetic data dir (``synthetic_data_dir``); the one cell that also runs on the real data
+is marked ``real_data``.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from ecgfm_suite.results.cell import SCHEMA_VERSION
-
-from ecgfm_suite.models.catalog import MODELS  # imported before the pytester fixture snapshots sys.modules
 from ecgfm_suite.engine.settings import OPTIONS
+from ecgfm_suite.models.catalog import MODELS  # imported before the pytester fixture snapshots sys.modules
+from ecgfm_suite.results.cell import SCHEMA_VERSION
 from tests.report.html import parse
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 
 
 @pytest.fixture
-def bench(pytester: pytest.Pytester, data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def bench(pytester: pytest.Pytester, synthetic_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    return _bench(pytester, synthetic_data_dir, tmp_path_factory)
+
+
+def _bench(pytester: pytest.Pytester, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pytest.Pytester:
     pytester.makepyfile(test_cells=CELL_TEST)
     cache = tmp_path_factory.mktemp("cache")
     weights = tmp_path_factory.mktemp("weights")
@@ -54,7 +61,8 @@ def test_collect_ids_and_k_selects_one_model(bench):
                    "random_cnn-ludb_sex-frac10", "random_cnn-ludb_sex-frac100"]
     picked = bench.runpytest(*args, "-k", "random_cnn")
     assert sorted(line for line in picked.stdout.lines if "::test_cell[" in line) == sorted([
-        "test_cells.py::test_cell[random_cnn-ludb_sex-frac10]", "test_cells.py::test_cell[random_cnn-ludb_sex-frac100]"])
+        "test_cells.py::test_cell[random_cnn-ludb_sex-frac10]",
+        "test_cells.py::test_cell[random_cnn-ludb_sex-frac100]"])
 
 
 def test_k_with_each_registered_model_selects_exactly_it(bench):
@@ -104,7 +112,8 @@ def test_missing_weights_skip_names_the_expected_path(bench):
 
 
 def test_pytest_html_summary_links_our_report(bench, tmp_path):
-    pytest.importorskip("pytest_html", reason="pytest-html is optional: its summary link is tested where it is installed")
+    pytest.importorskip("pytest_html",
+                        reason="pytest-html is optional: its summary link is tested where it is installed")
     empty = tmp_path / "empty"
     empty.mkdir()
     result = bench.runpytest(*bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex",
@@ -127,7 +136,11 @@ def test_missing_data_skips_naming_the_data_dir(bench, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
+@pytest.mark.parametrize("data", ["synthetic", pytest.param("real", marks=pytest.mark.real_data)])
+def test_real_cell_writes_results_and_leaderboard_then_hits_cache(pytester, tmp_path_factory, request, data):
+    """The same mechanics on the synthetic data and, where it is present, on the real LUDB."""
+    bench = _bench(pytester, request.getfixturevalue({"synthetic": "synthetic_data_dir", "real": "data_dir"}[data]),
+                   tmp_path_factory)
     args = bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac100",
                         "--ecgfm-seeds=2", "--ecgfm-n-boot=100", "--ecgfm-run-id=first")
     result = bench.runpytest(*args)
@@ -155,3 +168,26 @@ def test_real_cell_writes_results_and_leaderboard_then_hits_cache(bench):
     assert failed["reason"].endswith("is below the floor 0.9990 for cell random_cnn-ludb_sex-frac100")
     html = (bench.path / "reports" / "second" / "index.html").read_text()
     assert parse(html).outcomes == {"failed": "1 failed"} and failed["reason"] in html
+
+
+@pytest.mark.slow
+def test_a_multiclass_cell_reports_its_per_class_metrics_as_one_junit_property(bench):
+    import xml.etree.ElementTree as ET
+
+    xml = bench.path / "junit.xml"
+    result = bench.runpytest(*bench.common("--ecgfm-models=random_cnn", "--ecgfm-tasks=ludb_axis",
+                                           "--ecgfm-scarcity=frac100", "--ecgfm-seeds=1", "--ecgfm-n-boot=50",
+                                           f"--junitxml={xml}"))
+    result.assert_outcomes(passed=1)
+    [case] = ET.parse(xml).getroot().iter("testcase")
+    names = [p.get("name") for p in case.iter("property")]
+    assert names.count("ecgfm_per_class") == 1 and not any(n.startswith("ecgfm_auroc[") for n in names)
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    per_class = json.loads(props["ecgfm_per_class"])
+    stored = json.loads((_only_run(bench) / "results.jsonl").read_text())
+    assert list(per_class) == stored["classes"]  # every class, in class order
+    for label, c in per_class.items():
+        assert 0 <= c["train_prevalence"] <= 1 and 0 < c["test_prevalence"] <= 1 and c["undefined"] is None, label
+        for metric in ("auroc", "auprc"):
+            assert c[metric]["ci_low"] <= c[metric]["ci_high"] and 0 <= c[metric]["value"] <= 1, (label, metric)
+    assert json.loads(props["ecgfm_auroc"])["value"] == stored["metrics"]["auroc"]["value"]  # the headline stays macro

@@ -16,11 +16,11 @@ CELL = ("--ecgfm-tasks=ludb_sex", "--ecgfm-scarcity=frac100", "--ecgfm-seeds=1",
 
 
 @pytest.fixture
-def bench(pytester: pytest.Pytester, data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def bench(pytester: pytest.Pytester, synthetic_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     pytester.makepyfile(test_cells=CELL_TEST)
     cache = tmp_path_factory.mktemp("cache")
 
-    def common(*args: str, data: Path = data_dir) -> list[str]:
+    def common(*args: str, data: Path = synthetic_data_dir) -> list[str]:
         return ["-p", "no:randomly", f"--ecgfm-data-dir={data}", f"--ecgfm-cache-dir={cache}",
                 f"--ecgfm-weights-dir={pytester.path / 'weights'}", f"--ecgfm-reports-dir={pytester.path / 'reports'}",
                 *args]
@@ -118,7 +118,8 @@ def test_a_dataset_without_its_label_table_names_the_file(bench, ludb_without_ta
     result.assert_outcomes(skipped=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ecgfm-suite: FAILED: every selected cell (1) was skipped*ludb.csv is missing*"])
-    result.stdout.fnmatch_lines([f"SKIPPED*{root / 'ludb.csv'}: ludb has no records: its label table ludb.csv is missing"])
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED*{root / 'ludb.csv'}: ludb has no records: its label table ludb.csv is missing"])
 
 
 def test_planning_default_levels_on_a_dataset_without_its_label_table_skips_naming_it(bench, ludb_without_table):

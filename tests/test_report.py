@@ -25,11 +25,11 @@ import wfdb
 from ecgfm_suite.analysis import inputs
 from ecgfm_suite.analysis.registry import analyse, draw_figures, names
 from ecgfm_suite.analysis.store import AnalysisStore
-from ecgfm_suite.engine.analyses import run_task_analyses
 from ecgfm_suite.data.preprocess import InputSpec, prepare
 from ecgfm_suite.data.records import STD_LEADS
 from ecgfm_suite.data.tasks import TASKS
 from ecgfm_suite.embeddings.encode import embed_array
+from ecgfm_suite.engine.analyses import run_task_analyses
 from ecgfm_suite.report import write_report
 from ecgfm_suite.report.build import DIAGNOSTICS_JS
 from ecgfm_suite.report.figures import figures_for
@@ -103,8 +103,8 @@ def _task(task_id: str, records: pd.DataFrame, y: np.ndarray) -> SimpleNamespace
 
 def _cell(run: RunDir, data: inputs.ModelTaskData, level: str, model: str, cell_id: str) -> CellResult:
     """Fit and score a cell the way the runner does (same refit the analysis stage uses) and store it."""
-    from ecgfm_suite.metrics import evaluate
     from ecgfm_suite.engine.runner import summarise_seeds
+    from ecgfm_suite.metrics import evaluate
 
     test, val = data.rows("test"), data.rows("val")
     runs = inputs.probe_runs(data, level)

@@ -59,6 +59,7 @@ def test_a_fitted_probe_survives_pickling():
     assert np.array_equal(again.predict_scores(_job().X_test), fit.scores)
 
 
+@pytest.mark.real_data
 def test_pooled_seeds_give_the_sequential_results(data_dir, tmp_path):
     settings = resolve({"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "models": "random_cnn",
                         "tasks": "ludb_conduction", "seeds": "3", "n_boot": "50", "probes": "linear,knn"}, env={})
@@ -70,6 +71,7 @@ def test_pooled_seeds_give_the_sequential_results(data_dir, tmp_path):
     pooled, sequential = outputs
     assert pooled.result.metrics == sequential.result.metrics
     assert pooled.result.other_probes == sequential.result.other_probes
+    assert pooled.result.per_class == sequential.result.per_class and len(pooled.result.per_class) == 4
     assert pooled.result.probe_params == sequential.result.probe_params
     assert np.array_equal(pooled.test_scores, sequential.test_scores)
     assert [p["seed"] for p in pooled.result.probe_params] == [0, 1, 2]
@@ -116,6 +118,7 @@ def test_without_semaphores_everything_runs_in_this_process_with_one_warning(mon
     assert _pool.pool_unavailable() is None  # this machine has them
 
 
+@pytest.mark.real_data
 def test_run_matrix_runs_the_plan_without_pytest_and_passes_over_skipped_cells(data_dir, tmp_path):
     from ecgfm_suite.engine.runner import run_matrix
 
@@ -169,3 +172,34 @@ def test_a_checkpoint_override_must_name_a_known_non_control_model(tmp_path):
         model_plans(resolve({"checkpoints": f"ecg_fmm={tmp_path}"}, env={}))
     with pytest.raises(SpecError, match="random_cnn is a control and takes no checkpoint"):
         model_plans(resolve({"checkpoints": f"random_cnn={tmp_path}"}, env={}))
+
+
+@pytest.mark.parametrize("task", ["ludb_conduction", "ludb_axis"])  # multilabel, multiclass
+@pytest.mark.real_data
+def test_a_real_classification_cell_carries_per_class_metrics_with_cis(data_dir, tmp_path, task):
+    import json
+
+    from ecgfm_suite.metrics import PER_CLASS_METRICS, class_positives
+    from ecgfm_suite.results import CellResult
+
+    settings = resolve({"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "models": "random_cnn",
+                        "tasks": task, "seeds": "2", "n_boot": "100", "workers": "1"}, env={})
+    runner = Runner(settings)
+    result = run_cell(runner, CellSpec(model="random_cnn", task=task, scarcity="frac100"),
+                      runner.load_encoder("random_cnn")).result
+    assert result.task_type == {"ludb_conduction": "multilabel", "ludb_axis": "multiclass"}[task]
+    assert [c.label for c in result.per_class] == list(result.classes)
+    td = runner.task_data(task)
+    split, y = np.asarray(td.split), np.asarray(td.y)
+    n_classes = len(td.classes)
+    for where, prevalence in (("train", "train_prevalence"), ("test", "test_prevalence")):  # frac100: the whole split
+        expected = class_positives(result.task_type, y[split == where], n_classes) / (split == where).sum()
+        assert [getattr(c, prevalence) for c in result.per_class] == pytest.approx(expected.tolist())
+    for c in result.per_class:
+        assert c.undefined is None and set(c.metrics) == set(PER_CLASS_METRICS)
+        for m in c.metrics.values():
+            assert m is not None and m.is_finite() and m.ci_low <= m.value <= m.ci_high and len(m.per_seed) == 2
+    for metric in PER_CLASS_METRICS:  # every class is defined here: the macro is their plain mean, seed by seed
+        per_class = np.mean([c.metrics[metric].per_seed for c in result.per_class], axis=0)
+        assert result.metrics[metric].per_seed == pytest.approx(per_class.tolist(), rel=1e-12)
+    assert CellResult.from_dict(json.loads(json.dumps(result.to_dict()))).per_class == result.per_class

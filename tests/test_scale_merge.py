@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from ecgfm_suite.cli import main
+from ecgfm_suite.engine.shard import assign_shards, shard_digest
 from ecgfm_suite.errors import DataError, SpecError
 from ecgfm_suite.results import RunDir
 from ecgfm_suite.results.merge import merge_runs
 from ecgfm_suite.results.meta import RunMeta
 from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
-from ecgfm_suite.engine.shard import assign_shards, shard_digest
 
 CELLS = synthetic_matrix(3, 2, 2)  # 12 cells
 SHARDS = assign_shards(CELLS, 3, lambda c: 1.0)
@@ -133,13 +133,13 @@ def _payloads(run: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_shard_runs_merged_give_the_unsharded_run(pytester, data_dir, tmp_path):
+def test_shard_runs_merged_give_the_unsharded_run(pytester, synthetic_data_dir, tmp_path):
     """Two shard jobs (cells and their pairs' analyses) joined by `ecgfm-suite merge` (which runs the analyses
     across models) store the same results and analyses as one unsharded run."""
     bench = Path(__file__).resolve().parents[1] / "benchmarks"
     pytester.makepyfile(test_cells=(bench / "test_matrix.py").read_text(),
                         test_representation=(bench / "test_representation.py").read_text())
-    base = ["-p", "no:randomly", f"--ecgfm-data-dir={data_dir}", f"--ecgfm-cache-dir={tmp_path / 'cache'}",
+    base = ["-p", "no:randomly", f"--ecgfm-data-dir={synthetic_data_dir}", f"--ecgfm-cache-dir={tmp_path / 'cache'}",
             f"--ecgfm-weights-dir={tmp_path / 'w'}", f"--ecgfm-reports-dir={tmp_path / 'runs'}",
             "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh",
             "--ecgfm-scarcity=frac10,frac100", "--ecgfm-seeds=2", "--ecgfm-n-boot=50"]

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecgfm_suite.errors import SpecError
-from ecgfm_suite.results.cell import CellSpec
 from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.engine.shard import assign_shards, cell_cost, parse_shard, recorded_encode_rates, shard_digest
+from ecgfm_suite.errors import SpecError
+from ecgfm_suite.results.cell import CellSpec
 
 CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
 
@@ -124,9 +124,10 @@ def _collected(result) -> list[str]:
 
 
 @pytest.mark.slow
-def test_pytest_shards_partition_the_collection_and_k_applies_within(pytester, data_dir, tmp_path, monkeypatch):
+def test_pytest_shards_partition_the_collection_and_k_applies_within(pytester, synthetic_data_dir, tmp_path,
+                                                                    monkeypatch):
     pytester.makepyfile(test_cells=CELL_TEST)
-    base = ["-p", "no:randomly", "--collect-only", "-q", f"--ecgfm-data-dir={data_dir}",
+    base = ["-p", "no:randomly", "--collect-only", "-q", f"--ecgfm-data-dir={synthetic_data_dir}",
             f"--ecgfm-cache-dir={tmp_path / 'cache'}", f"--ecgfm-weights-dir={tmp_path / 'w'}",
             "--ecgfm-models=random_cnn,openecg_codec_v6,ecg_fm", "--ecgfm-tasks=ludb_sex,ludb_lvh,ludb_axis",
             "--ecgfm-scarcity=frac10,frac100"]
@@ -152,13 +153,14 @@ def _ids(result, test: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_shards_and_k_collect_only_the_analyses_of_their_own_cells(pytester, data_dir, tmp_path):
+def test_shards_and_k_collect_only_the_analyses_of_their_own_cells(pytester, synthetic_data_dir, tmp_path):
     """A shard analyses exactly the (model, task) pairs of its cells and leaves the analyses across models to
     merge; ``-k`` keeps a pair's analyses only where one of its cells is selected."""
     pytester.makepyfile(test_cells=CELL_TEST, test_representation=ANALYSIS_TEST)
-    base = ["-p", "no:randomly", "--collect-only", "-q", f"--ecgfm-data-dir={data_dir}",
+    base = ["-p", "no:randomly", "--collect-only", "-q", f"--ecgfm-data-dir={synthetic_data_dir}",
             f"--ecgfm-cache-dir={tmp_path / 'cache'}", f"--ecgfm-weights-dir={tmp_path / 'w'}",
-            "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh", "--ecgfm-scarcity=frac10,frac100"]
+            "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh",
+            "--ecgfm-scarcity=frac10,frac100"]
     whole = pytester.runpytest(*base)
     assert len(_ids(whole, "test_cell")) == 8 and len(_ids(whole, "test_model_task_analysis")) == 16
     assert _ids(whole, "test_task_analysis") == sorted(f"{t}-{x}" for t in ("ludb_sex", "ludb_lvh") for x in (

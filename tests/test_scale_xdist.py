@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ecgfm_suite.errors import SpecError
 from ecgfm_suite.engine.settings import resolve, worker_device
+from ecgfm_suite.errors import SpecError
 from tests.report.html import parse
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -97,10 +97,10 @@ def _run(pytester: pytest.Pytester, tmp: Path, name: str, data_dir: Path, *xdist
 
 
 @pytest.mark.slow
-def test_two_workers_give_the_same_run_as_one(pytester: pytest.Pytester, data_dir: Path, tmp_path: Path):
+def test_two_workers_give_the_same_run_as_one(pytester: pytest.Pytester, synthetic_data_dir: Path, tmp_path: Path):
     pytester.makepyfile(test_cells=CELL_TEST, test_representation=ANALYSIS_TEST)
-    par_dir, parallel, par_encode = _run(pytester, tmp_path, "n2", data_dir, "-n", "2", "--dist", "loadgroup")
-    seq_dir, sequential, seq_encode = _run(pytester, tmp_path, "n0", data_dir, "-n", "0")
+    par_dir, parallel, par_encode = _run(pytester, tmp_path, "n2", synthetic_data_dir, "-n", "2", "--dist", "loadgroup")
+    seq_dir, sequential, seq_encode = _run(pytester, tmp_path, "n0", synthetic_data_dir, "-n", "0")
     # the workers filled the shared cache (one entry per model and dataset, encoded once) and left it whole:
     # the sequential run reads every embedding back instead of encoding
     assert sum(v > 0 for v in par_encode.values()) == 2 and set(seq_encode.values()) == {0.0}

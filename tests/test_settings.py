@@ -80,3 +80,21 @@ def test_explicit_records_which_options_the_user_set_and_where():
                                                                           "ECGFM_DATA_DIR")
     assert s.source("weights_dir") == "--ecgfm-weights-dir"  # not set: named by its flag
     assert resolve(env={}).explicit == frozenset()
+
+
+def test_the_window_policy_is_an_option_by_flag_environment_and_ini_defaulting_to_cover():
+    from ecgfm_suite.data.preprocess import DEFAULT_WINDOW_POLICY, WINDOW_POLICIES
+
+    option = next(o for o in OPTIONS if o.dest == "windows")
+    assert (option.cli, option.env, option.ini) == ("--ecgfm-windows", "ECGFM_WINDOWS", "ecgfm_windows")
+    assert resolve(env={}).windows == option.default == DEFAULT_WINDOW_POLICY == "cover"
+    assert "windows" not in resolve(env={}).explicit  # the default leaves a model file's own policy in force
+    for policy in WINDOW_POLICIES:  # the option accepts exactly the policies the spec knows
+        assert resolve(cli={"windows": policy}, env={}).windows == policy
+    s = resolve(cli={"windows": "first"}, ini={"windows": "cover"}, env={"ECGFM_WINDOWS": "official"})
+    assert (s.windows, s.source("windows")) == ("first", "--ecgfm-windows")
+    s = resolve(ini={"windows": "cover"}, env={"ECGFM_WINDOWS": "official"})
+    assert (s.windows, s.source("windows")) == ("official", "ECGFM_WINDOWS")
+    assert resolve(ini={"windows": "first"}, env={}).source("windows") == "ecgfm_windows"
+    with pytest.raises(SpecError, match="--ecgfm-windows"):
+        resolve(cli={"windows": "sliding"}, env={})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ecgfm_suite.errors import EcgfmError, SpecError
 from ecgfm_suite.engine.settings import resolve
+from ecgfm_suite.errors import EcgfmError, SpecError
 from ecgfm_suite.storage import StorePath, download_tree, location, upload_tree
 from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 
@@ -46,10 +46,10 @@ def test_settings_keep_urls_and_local_dirs_for_local_only_caches(tmp_path):
 
 def test_shard_as_of_is_an_iso_time_in_utc():
     assert resolve(env={"ECGFM_SHARD_AS_OF": "2026-11-25T06:40:05Z"}).shard_as_of == datetime(
-        2026, 11, 25, 6, 40, 5, tzinfo=timezone.utc)
+        2026, 11, 25, 6, 40, 5, tzinfo=UTC)
     assert resolve(cli={"shard_as_of": "2026-11-25T07:40:05+01:00"}, env={}).shard_as_of == datetime(
-        2026, 11, 25, 6, 40, 5, tzinfo=timezone.utc)
-    assert resolve(cli={"shard_as_of": "2026-11-25 06:40"}, env={}).shard_as_of.tzinfo == timezone.utc
+        2026, 11, 25, 6, 40, 5, tzinfo=UTC)
+    assert resolve(cli={"shard_as_of": "2026-11-25 06:40"}, env={}).shard_as_of.tzinfo == UTC
     assert resolve(env={}).shard_as_of is None
     with pytest.raises(SpecError, match="ECGFM_SHARD_AS_OF.*ISO 8601"):
         resolve(env={"ECGFM_SHARD_AS_OF": "yesterday"})

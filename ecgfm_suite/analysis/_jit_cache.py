@@ -10,9 +10,22 @@ fuzzy-set kernels; shap's tabular masker); those are switched to numba's file ca
 instead of recompiling (measured: first UMAP fit of 1000 points in a fresh process 21 s → 3 s).
 shap's masked-model kernels take its ``link`` function, itself a numba dispatcher, as an argument;
 numba keys their cache entries by that argument's type, which holds the dispatcher's per-process
-random uuid, so every process compiled them again (~3.5 s) and added an entry nobody read. Giving
-shap's link dispatchers fixed uuids makes the key the same in every process (measured: first
-explanation in a fresh process 4.0 s → 0.2 s); where that cannot be done, those kernels stay uncached.
+random uuid, so every process compiled them again and added an entry nobody read. Giving shap's link
+dispatchers fixed uuids makes the key the same in every process; where that cannot be done, those
+kernels stay uncached.
+
+That fix is this module's one use of numba's private internals (the name-mangled slot
+``_MemoMixin__uuid``, read to see that no uuid was drawn yet, and ``Dispatcher._set_uuid``), kept for a
+measured reason: numba has no public way to give a dispatcher a stable identity, and without one the
+first explanation in every fresh process recompiles the kernel. Measured 2026-12-07 23:51 UTC (numba
+0.68.1, shap 0.51.0, 2-core machine at load 4.7–5.3 from other sessions, numba cache warm, 3 fresh
+processes each): first ``PermutationExplainer`` call 0.70–0.87 s with fixed uuids vs 7.0–9.5 s in the
+uncached fallback (0.2 s vs 4.0 s at lower load, 2026-12-07 04:13 UTC, commit 1c4c109).
+``tests/test_upstream_internals.py`` pins it: the slot and ``_set_uuid`` still exist, a fixed uuid
+still makes a kernel's cache entry load in a second process, a random one still does not (if numba
+starts keying dispatchers stably, the test says the fix can go), and the fallback leaves the kernels
+uncached. Everything else here is numba's non-underscore API (``numba.extending.is_jitted``,
+``Dispatcher.stats``, ``Dispatcher.enable_caching``, ``py_func``), exercised by the same tests.
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ _LINKS = ("identity", "logit")
 
 def _fix_link_uuids(links: ModuleType) -> bool:
     """Give shap's link dispatchers process-independent uuids; False when one already has another (or numba
-    no longer keeps them where this looks)."""
+    no longer keeps them where this looks). Uses numba's private uuid slot: see the module docstring."""
     for name in _LINKS:
         link = getattr(links, name, None)
         if link is None:
@@ -80,13 +93,12 @@ def _cache_kernels(package: str, uncached: dict[str, frozenset[str]] | None = No
     if not new:
         return
     seen.update(new)
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
+    from numba.extending import is_jitted
 
     for name in new:
         skip = (uncached or {}).get(name, frozenset())
         for attr, obj in list(vars(sys.modules[name]).items()):
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache) and attr not in skip:
+            if is_jitted(obj) and obj.stats.cache_path is None and attr not in skip:  # cache_path None: uncached
                 obj.enable_caching()
 
 

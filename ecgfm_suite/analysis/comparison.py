@@ -43,7 +43,7 @@ def align(scored: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[np.ndarray, n
     keys = np.array([k for k in first["keys"].tolist() if k in common], dtype=object)
     if len(keys) == 0:
         raise DataError("the models share no test records", "scores")
-    y = None
+    y: np.ndarray | None = None
     mean_scores = {}
     for m in models:
         position = {k: i for i, k in enumerate(scored[m]["keys"].tolist())}
@@ -54,6 +54,7 @@ def align(scored: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[np.ndarray, n
         elif not np.array_equal(y, y_m):
             raise DataError(f"model {m} has different labels for the same test records", "y_test")
         mean_scores[m] = np.asarray(scored[m]["scores"], dtype=np.float64).mean(axis=0)[rows]
+    assert y is not None  # set by the first of the (two or more) models
     return keys, y, mean_scores
 
 
@@ -66,13 +67,13 @@ def compare(metric: str, task_type: str, y: np.ndarray, scores: Mapping[str, np.
     if missing:
         raise DataError(f"no finite leaderboard value for {missing}", "values")
     best = (max if spec.higher_is_better else min)(models, key=lambda m: (values[m], m))
-    pairs = {}
+    pairs: dict[str, dict[str, Any]] = {}
     for a, b in combinations(models, 2):
         c = paired_bootstrap(metric, y, scores[a], scores[b], n_boot=n_boot, seed=seed, task_type=task_type)
         pairs[f"{a}|{b}"] = {"a": a, "b": b, "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
                              "p_value": c.p_value}
     sign = 1.0 if spec.higher_is_better else -1.0
-    verdict = {}
+    verdict: dict[str, dict[str, Any]] = {}
     for m in models:
         if m == best:
             verdict[m] = {"vs_best": None, "significantly_worse": False}
@@ -110,4 +111,5 @@ def run(inputs: TaskInputs) -> Output:
 def problems(p: Mapping[str, Any]) -> list[str]:
     """The best model is among those not significantly worse; p-values are probabilities."""
     found = [] if p["best"] in p["not_worse"] else [f"best model {p['best']} not among the not-worse {p['not_worse']}"]
-    return found + [f"{pair}: p-value {v['p_value']}" for pair, v in p["pairs"].items() if not within(v["p_value"], 0, 1)]
+    return found + [f"{pair}: p-value {v['p_value']}" for pair, v in p["pairs"].items()
+                    if not within(v["p_value"], 0, 1)]

@@ -14,7 +14,7 @@ across seeds and scarcity levels by Jaccard overlap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -108,12 +108,12 @@ def top_dims(mass: np.ndarray, k: int = TOP_K) -> np.ndarray:
     return np.lexsort((np.arange(len(mass)), -mass))[: min(k, len(mass))]
 
 
-def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
-    sa, sb = set(int(i) for i in a), set(int(i) for i in b)
+def jaccard(a: Collection[int], b: Collection[int]) -> float:
+    sa, sb = {int(i) for i in a}, {int(i) for i in b}
     return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 
-def mean_pairwise_jaccard(sets: Sequence[Sequence[int]]) -> float | None:
+def mean_pairwise_jaccard(sets: Sequence[Collection[int]]) -> float | None:
     """Mean Jaccard overlap over all pairs; None with fewer than two sets."""
     pairs = [jaccard(a, b) for a, b in combinations(sets, 2)]
     return float(np.mean(pairs)) if pairs else None
@@ -164,23 +164,26 @@ def level_stability(val_mass_by_level: Mapping[str, np.ndarray], outputs: Sequen
 def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
     """Linear SHAP over embedding dimensions at every scarcity level and seed (see ``dimension_attribution``)."""
     test, val = data.rows("test"), data.rows("val")
-    cells, val_mass, outputs_by_level = {}, {}, {}
+    cells: dict[str, dict[str, Any]] = {}
+    val_mass: dict[str, np.ndarray] = {}
+    outputs_by_level: dict[str, list[str]] = {}
     for level in data.levels:
         runs = [r for r in probe_runs(data, level) if is_linear(r.probe)]
         if not runs:
             cells[data.cell_id(level)] = {"level": level, "reason": "probe is constant (one class in training)"}
             continue
-        per_seed = []
+        per_seed: list[tuple[list[str], np.ndarray, np.ndarray]] = []
         for run in runs:
             names = margin_outputs(data, run.probe)
             background = data.X[run.train_rows]
-            explain = [linear_shap(run.probe.estimator, background, data.X[rows], cache_dir=data.cache_dir)
-                       for rows in (test, val)]
-            per_seed.append((names, *explain))
+            test_values, val_values = [linear_shap(run.probe.estimator, background, data.X[rows],
+                                                   cache_dir=data.cache_dir) for rows in (test, val)]
+            per_seed.append((names, test_values, val_values))
         common = [n for n in per_seed[0][0] if all(n in names for names, _, _ in per_seed)]
         pick = [[names.index(n) for n in common] for names, _, _ in per_seed]
-        summary = summarise_level([t[:, :, p] for (_, t, _), p in zip(per_seed, pick)],
-                                     [v[:, :, p] for (_, _, v), p in zip(per_seed, pick)], common, k=options.top_k)
+        summary = summarise_level([t[:, :, p] for (_, t, _), p in zip(per_seed, pick, strict=True)],
+                                     [v[:, :, p] for (_, _, v), p in zip(per_seed, pick, strict=True)], common,
+                                     k=options.top_k)
         val_mass[level] = summary.pop("val_mass")
         outputs_by_level[level] = common
         cells[data.cell_id(level)] = {"level": level, "seeds": [r.seed for r in runs], "n_test": int(len(test)),

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .inputs import (
     score_outputs,
 )
 from .projection import label_groups
+
+if TYPE_CHECKING:
+    from ..data.tasks.build import TaskData
 
 #: candidate segment counts, finest first
 SEGMENT_CHOICES: tuple[int, ...] = (10, 5, 2, 1)
@@ -166,7 +169,7 @@ def lead_importance(attributions: Sequence[RecordAttribution], record_leads: Seq
 
 # --------------------------------------------------------------------------- on a benchmark run
 
-def choose_records(td: Any, options: AnalysisOptions) -> list[int]:
+def choose_records(td: TaskData, options: AnalysisOptions) -> list[int]:
     """A fixed, model-independent set of test records: up to ``input_records_per_class`` per label group
     (positives first), ``input_max_records`` in all, chosen by a seeded draw over the sorted keys."""
     test = td.indices("test")
@@ -196,7 +199,8 @@ def richest_layout(attributions: Sequence[tuple[ExplainedRecord, Any]],
     Lead shares are comparable only within one layout; a pooled task mixes 12-lead records with
     CinC 2017's single lead, whose share would be 1.0 by construction.
     """
-    names = list(max((rec.leads for rec, _ in attributions), key=len))
+    richest = max((rec.leads for rec, _ in attributions), key=len)
+    names = list(richest)
     return names, [(rec, att) for rec, att in attributions if list(rec.leads) == names]
 
 
@@ -221,7 +225,9 @@ def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
     if not records:
         raise AnalysisSkip(f"no readable test record to explain ({unreadable})")
     outputs = score_outputs(data)
-    spec = data.encoder.input_spec
+    encoder = data.encoder
+    assert encoder is not None, "input_attribution needs the model (its spec says needs_encoder)"
+    spec = encoder.input_spec
 
     def read_leads(rec: ExplainedRecord) -> list[int]:
         """The record's leads the model reads (its own, or their fallback substitutes): the players."""
@@ -229,7 +235,7 @@ def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
 
     def predictor(rec: ExplainedRecord) -> Callable[[np.ndarray], np.ndarray]:
         def predict(batch: np.ndarray) -> np.ndarray:
-            scores = run.probe.predict_scores(embed_array(data.encoder, batch, rec.fs, rec.leads))
+            scores = run.probe.predict_scores(embed_array(encoder, batch, rec.fs, rec.leads))
             return np.asarray(scores, dtype=np.float64).reshape(len(batch), -1)
         return predict
 
@@ -270,12 +276,12 @@ def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
     }, figure_input=[rec for rec, _ in attributions])
 
 
-def _label_text(td: Any, i: int) -> str:
+def _label_text(td: TaskData, i: int) -> str:
     y = np.asarray(td.y)[i]
     if td.task.type == "regression":
         return f"{float(y):.3g}"
     if td.task.type == "multilabel":
-        return ", ".join(c for c, v in zip(td.classes, y) if v) or "none"
+        return ", ".join(c for c, v in zip(td.classes, y, strict=True) if v) or "none"
     return str(td.classes[int(y)])
 
 

@@ -12,19 +12,31 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
 from ..errors import CellSkip
 from .store import AnalysisStore
 
+if TYPE_CHECKING:  # type-only: reading the registry imports no task builder, model or probe
+    from ..data.tasks.build import TaskData
+    from ..data.tasks.spec import TaskSpec
+    from ..models.protocol import Encoder
+    from ..probes.base import FittedProbe, SeedProbe
+    from ..results.cell import CellResult
+    from ..results.run import RunDir
+
 SPLITS = ("train", "val", "test")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnalysisOptions:
-    """What the analyses of a run hold fixed (record choices, budgets, seeds): part of every stored payload's meaning."""
+    """What the analyses of a run hold fixed (record choices, budgets, seeds): part of every stored payload's
+    meaning."""
 
     #: top dimensions compared across seeds and levels
     top_k: int = 20
@@ -44,10 +56,11 @@ class ModelTaskData:
     """A task's records, one model's embeddings of them, and how its cells split and subsample them."""
 
     model: str
-    task: Any  # TaskData
+    task: TaskData
     X: np.ndarray
     have: np.ndarray
-    encoder: Any
+    #: None in a worker process until an analysis that needs the model loads it
+    encoder: Encoder | None
     levels: tuple[str, ...]
     seeds: tuple[int, ...]
     n_boot: int
@@ -56,7 +69,7 @@ class ModelTaskData:
     excluded: Mapping[str, str] = field(default_factory=dict)
     #: the cells' linear probes per scarcity level (``probes.SeedProbe``), shared by the analyses of this
     #: (model, task): handed over by the runner that ran the cells, else refitted on first use
-    fitted: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    fitted: dict[str, list[SeedProbe]] = field(default_factory=dict, repr=False)
 
     @property
     def key(self) -> str:
@@ -82,7 +95,32 @@ class ModelTaskData:
         return f"{self.model}-{self.task.task.id}-{level}"
 
 
-def load_model_task(runner: Any, encoder: Any, model: str, task_id: str, levels: Sequence[str]) -> ModelTaskData:
+class RunOptions(Protocol):
+    """What ``load_model_task`` reads of a run's settings (``engine.Settings``)."""
+
+    @property
+    def seeds(self) -> tuple[int, ...]: ...
+    @property
+    def n_boot(self) -> int: ...
+    @property
+    def local_cache_dir(self) -> Path: ...
+
+
+class EmbeddingSource(Protocol):
+    """What ``load_model_task`` reads through the engine's ``Runner``: task data, cached embeddings and the
+    cells' probes."""
+
+    @property
+    def settings(self) -> RunOptions: ...
+    def task_data(self, task_id: str) -> TaskData: ...
+    def task_embeddings(self, encoder: Encoder, td: TaskData) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]: ...
+    def dataset_embeddings(self, encoder: Encoder,
+                           dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict[str, Any], bool]: ...
+    def take_probes(self, cell_id: str) -> list[SeedProbe] | None: ...
+
+
+def load_model_task(runner: EmbeddingSource, encoder: Encoder, model: str, task_id: str,
+                    levels: Sequence[str]) -> ModelTaskData:
     """Task data and embeddings through the runner (cached on disk); raises the runner's CellSkip."""
 
     td = runner.task_data(task_id)
@@ -95,7 +133,7 @@ def load_model_task(runner: Any, encoder: Any, model: str, task_id: str, levels:
     missing = set(np.asarray(td.keys)[~have].tolist())
     if missing:
         for dataset in sorted(set(np.asarray(td.dataset).tolist())):
-            _, _, manifest = runner.dataset_embeddings(encoder, dataset)
+            _, _, manifest, _ = runner.dataset_embeddings(encoder, dataset)
             excluded.update({e["record"]: e["reason"] for e in manifest.get("excluded", []) if e["record"] in missing})
         excluded.update({k: "no embedding (not in the prepared set)" for k in missing if k not in excluded})
     s = runner.settings
@@ -105,7 +143,7 @@ def load_model_task(runner: Any, encoder: Any, model: str, task_id: str, levels:
                          fitted=fitted)
 
 
-def task_summary(td: Any) -> dict[str, Any]:
+def task_summary(td: TaskData) -> dict[str, Any]:
     """What the report lists per task: classes, split counts, dropped classes and excluded records with reasons."""
     return {
         "task": td.task.id, "name": td.task.name, "type": td.task.type, "main_metric": td.task.main_metric,
@@ -116,7 +154,7 @@ def task_summary(td: Any) -> dict[str, Any]:
     }
 
 
-def probe_runs(data: ModelTaskData, level: str) -> list[Any]:
+def probe_runs(data: ModelTaskData, level: str) -> list[SeedProbe]:
     """The cell's linear probes, one ``SeedProbe`` per seed: those the cell fitted when this process ran it,
     else refitted exactly as ``runner.run_cell`` fits them (once per level: the analyses share them)."""
     if level not in data.fitted:
@@ -124,7 +162,7 @@ def probe_runs(data: ModelTaskData, level: str) -> list[Any]:
     return data.fitted[level]
 
 
-def refit(data: ModelTaskData, level: str) -> list[Any]:
+def refit(data: ModelTaskData, level: str) -> list[SeedProbe]:
     from ..data.scarcity import subset
     from ..probes import SeedProbe, fit_probe
 
@@ -147,7 +185,7 @@ def headline_level(levels: Sequence[str]) -> str:
     return max(levels, key=lambda lv: (parse_level(lv).kind == "frac", parse_level(lv).amount))
 
 
-def margin_outputs(data: ModelTaskData, probe: Any) -> list[str]:
+def margin_outputs(data: ModelTaskData, probe: FittedProbe) -> list[str]:
     """Names of the rows of the probe's ``coef_`` (what linear SHAP explains)."""
     model = probe.estimator.named_steps["probe"]
     classes = data.task.classes
@@ -168,16 +206,16 @@ def score_outputs(data: ModelTaskData) -> list[str]:
     return list(data.task.classes)
 
 
-def is_linear(probe: Any) -> bool:
+def is_linear(probe: FittedProbe) -> bool:
     return probe.estimator is not None and hasattr(probe.estimator.named_steps.get("probe"), "coef_")
 
 
-def is_pooled(task_spec: Any) -> bool:
+def is_pooled(task_spec: TaskSpec) -> bool:
     """Harmonised cross-continental tasks pool several datasets (rhythm, sex, age)."""
     return len(task_spec.datasets) > 1
 
 
-def source_column(td: Any) -> tuple[str | None, np.ndarray | None]:
+def source_column(td: TaskData) -> tuple[str | None, np.ndarray | None]:
     """Dataset for pooled tasks, region for a multi-source dataset, nothing for a single source."""
     for name in ("dataset", "region"):
         values = np.asarray(getattr(td, name)).astype(str)
@@ -186,7 +224,7 @@ def source_column(td: Any) -> tuple[str | None, np.ndarray | None]:
     return None, None
 
 
-def timed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+def timed(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
     """``func(*args, **kwargs)`` with one BLAS/OpenMP thread, and its wall time in seconds.
 
     One thread: the analyses are small (hundreds to thousands of records) and run beside xdist
@@ -217,7 +255,7 @@ class TaskInputs:
     """What a per-task analysis reads: the run directory (results, saved scores), its analysis store
     (the models' stored test embeddings), the task and, for per-(task, level) analyses, the level."""
 
-    run_dir: Any  # results.RunDir
+    run_dir: RunDir
     store: AnalysisStore
     task: str
     level: str | None
@@ -228,7 +266,7 @@ class TaskInputs:
     def key(self) -> str:
         return self.task if self.level is None else f"{self.task}-{self.level}"
 
-    def results(self) -> list[Any]:
+    def results(self) -> list[CellResult]:
         return self.run_dir.results()
 
 

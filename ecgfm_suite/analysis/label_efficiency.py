@@ -55,7 +55,7 @@ def efficiency(points: Sequence[CurvePoint], *, n_full: int, higher_is_better: b
     auc = float(np.trapezoid(uy, ux) / width) if width > 0 else float(uy.mean())
     out: dict[str, Any] = {
         "points": [{"level": p.level, "n_train": p.n_train, "fraction": float(f), "value": p.value,
-                    "ci_low": p.ci_low, "ci_high": p.ci_high} for p, f in zip(pts, fraction)],
+                    "ci_low": p.ci_low, "ci_high": p.ci_high} for p, f in zip(pts, fraction, strict=True)],
         "n_full": int(n_full), "auc": auc, "fraction_range": [float(10 ** ux[0]), float(10 ** ux[-1])],
         "reference": reference, "reach": None, "reached_at_smallest": False,
     }

@@ -127,10 +127,10 @@ def source_separability(X: np.ndarray, source: np.ndarray, *, seed: int = 0,
 
     source = np.asarray(source).astype(str)
     names, counts = np.unique(source, return_counts=True)
-    kept = [str(n) for n, c in zip(names, counts) if c >= MIN_PER_SOURCE]
-    left_out = {str(n): int(c) for n, c in zip(names, counts) if c < MIN_PER_SOURCE}
+    kept = [str(n) for n, c in zip(names, counts, strict=True) if c >= MIN_PER_SOURCE]
+    left_out = {str(n): int(c) for n, c in zip(names, counts, strict=True) if c < MIN_PER_SOURCE}
     if len(kept) < 2:
-        return {"auroc": None, "sources": {n: int(c) for n, c in zip(names, counts)}, "left_out": left_out,
+        return {"auroc": None, "sources": {n: int(c) for n, c in zip(names, counts, strict=True)}, "left_out": left_out,
                 "reason": f"fewer than 2 sources with >= {MIN_PER_SOURCE} records"}
     rng = np.random.default_rng(seed)
     rows = np.concatenate([

@@ -114,14 +114,16 @@ def _stored(store: AnalysisStore, spec: AnalysisSpec, key: str, output: Output, 
     return payload
 
 
-def analyse(name: str, data: ModelTaskData, store: AnalysisStore, options: AnalysisOptions) -> tuple[dict[str, Any], Any]:
+def analyse(name: str, data: ModelTaskData, store: AnalysisStore,
+            options: AnalysisOptions) -> tuple[dict[str, Any], Any]:
     """Run one per-(model, task) analysis and store it under ``data.key``: (payload, figure input).
     An AnalysisSkip is recorded in the store and re-raised."""
     spec = ANALYSES.get(name)
     if spec.scope != "pair":
         raise DataError(f"analysis {name!r} is per {spec.scope}, not per (model, task)", "analysis")
+    run: Callable[[ModelTaskData, AnalysisOptions], Output] = resolve(spec.run)
     try:
-        output, seconds = timed(resolve(spec.run), data, options)
+        output, seconds = timed(run, data, options)
     except AnalysisSkip as skip:
         store.skip(name, data.key, skip.reason)
         raise
@@ -136,8 +138,9 @@ def analyse_task(name: str, inputs: TaskInputs) -> dict[str, Any]:
     if spec.scope == "pair" or (spec.scope == "column") != (inputs.level is not None):
         raise DataError(f"analysis {name!r} is per {spec.scope}; got task {inputs.task!r}, level {inputs.level!r}",
                         "analysis")
+    run: Callable[[TaskInputs], Output] = resolve(spec.run)
     try:
-        output, seconds = timed(resolve(spec.run), inputs)
+        output, seconds = timed(run, inputs)
     except AnalysisSkip as skip:
         inputs.store.skip(name, inputs.key, skip.reason)
         raise

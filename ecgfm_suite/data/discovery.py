@@ -98,7 +98,7 @@ def merge(indexes: list[DatasetIndex]) -> DatasetIndex:
         for ex in ix.excluded:
             excluded.append(Exclusion(record=relative(ix.root / ex.record, common), reason=ex.reason))
         keep = []
-        for key, path in zip(ix.records["key"], ix.records["path"]):
+        for key, path in zip(ix.records["key"], ix.records["path"], strict=True):
             first = seen.setdefault(key, path)
             keep.append(first == path)
             if first != path:

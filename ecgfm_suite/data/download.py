@@ -19,7 +19,9 @@ server (a mirror or a test server) and keeps each server's path layout:
 
 Not fetched: the CODE-15% Chagas labels (``code15_chagas_labels.zip`` on
 physionetchallenges.org publishes no checksum) and the Challenge 2025 WFDB conversion
-(``prepare_code15_data.py``); the CODE-15% loader reads that converted form.
+(``prepare_code15_data.py``). The CODE-15% loader reads what is fetched (``exams.csv`` and the
+extracted ``exams_part*.hdf5``), the converted form, or both; ``code15_chagas_labels.csv`` placed
+beside ``exams.csv`` adds the Chagas labels.
 """
 
 from __future__ import annotations

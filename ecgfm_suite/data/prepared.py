@@ -26,13 +26,13 @@ import tempfile
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,15 +40,13 @@ from filelock import FileLock
 
 from .._io import fsync_dir, oserror_reason, sha256_json, write_durable
 from ..errors import CacheError, CacheWarning, EcgfmError, RecordError, SpecError
-from .preprocess import PIPELINE_VERSION
+from .preprocess import PIPELINE_VERSION, PrepareFn
 from .reader import read_signal
 from .records import Exclusion, Signal, validate_signal
 
 #: Bump when the entry layout or key recipe changes.
 PREPARED_SCHEMA = 1
 
-#: ``(data (leads, samples) mV, fs, leads) -> windows (n_windows, *window_shape)``, e.g. ``encoder.prepare``
-PrepareFn = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
 ReadFn = Callable[[Mapping[str, Any]], Signal]
 
 _FILES = ("windows.npy", "offsets.npy", "keys.json", "excluded.json")
@@ -76,10 +74,28 @@ class PreparedSet:
     def record(self, i: int) -> np.ndarray:
         return self.windows[self.offsets[i] : self.offsets[i + 1]]
 
+    def window_counts(self) -> dict[str, float | int]:
+        """Windows per record over the usable records (records, windows, min, mean, max): what the window
+        policy made of this data, recorded with the embeddings and in every cell's preprocessing."""
+        return window_summary(np.diff(self.offsets))
+
+
+def window_summary(counts: np.ndarray) -> dict[str, float | int]:
+    """records, windows, min / mean / max windows per record of per-record window ``counts`` (zeros if none)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if not len(counts):
+        return {"records": 0, "windows": 0, "min": 0, "mean": 0.0, "max": 0}
+    return {"records": len(counts), "windows": int(counts.sum()), "min": int(counts.min()),
+            "mean": round(float(counts.mean()), 3), "max": int(counts.max())}
+
 
 def _callable_id(fn: Callable[..., Any]) -> str:
-    """``module:qualname`` of a function or bound method (the family's ``prepare`` code is part of the key)."""
-    target = getattr(fn, "func", fn)  # functools.partial
+    """``module:qualname`` of a function or bound method (the family's ``prepare`` code is part of the key); a
+    wrapper (``functools.partial``, a ``__wrapped__`` one such as ``RecordWindows``) is named by what it wraps,
+    since what the wrapper adds (the window policy) is in the spec key."""
+    target: Any = getattr(fn, "func", fn)  # functools.partial; then any chain of __wrapped__ wrappers
+    while getattr(target, "__wrapped__", None) is not None:
+        target = target.__wrapped__
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__qualname__)}"
 
 
@@ -97,7 +113,7 @@ def prepared_key(
         "prepare": _callable_id(prepare_fn),
         "read": _callable_id(read),
         "dtype": "float32",
-        "records": [[k, h] for k, h in zip(records["key"], records["content_hash"])],
+        "records": [[k, h] for k, h in zip(records["key"], records["content_hash"], strict=True)],
     })
 
 
@@ -148,7 +164,7 @@ def prepare_records(
             return _load_entry(Path(tmp), None, in_memory=_nbytes(Path(tmp)) <= IN_MEMORY_BYTES)
 
     key = None if cache_dir is None else prepared_key(records, prepare_fn, spec_key=spec_key, read=read)
-    if key is None:
+    if cache_dir is None or key is None:
         if cache_dir is not None:
             warnings.warn("records without content_hash: prepared arrays are not cached", CacheWarning, stacklevel=2)
         return build_uncached()
@@ -267,11 +283,12 @@ def _init_worker(read: ReadFn) -> None:
 
 def _read_rows(rows: Sequence[Mapping[str, Any]], read: ReadFn | None = None) -> list[Signal | _Failure]:
     """Read and validate index rows, in this process or in a pool worker (``read`` None: the worker's)."""
-    read = read or _worker_read
+    reader = read or _worker_read
+    assert reader is not None, "a pool worker's initializer sets its reader"
     out: list[Signal | _Failure] = []
     for row in rows:
         try:
-            sig = read(row)
+            sig = reader(row)
             reason = validate_signal(sig)
             if reason is not None:
                 raise RecordError(reason, row.get("path"))
@@ -296,7 +313,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _signals(
     rows: Sequence[Mapping[str, Any]], read: ReadFn, *, workers: int, chunk_size: int
-) -> Iterator[Signal | _Failure]:
+) -> Generator[Signal | _Failure, None, None]:
     """Each row's validated signal (or failure), in order; ``workers`` > 1 reads in a process pool with at
     most ``2·workers`` chunks in flight (bounded memory), the caller preparing while the pool reads on."""
     chunks = (rows[s : s + chunk_size] for s in range(0, len(rows), chunk_size))
@@ -310,9 +327,9 @@ def _signals(
         pending: deque[Future] = deque(pool.submit(_read_rows, c) for c in islice(chunks, 2 * workers))
         while pending:
             done = pending.popleft().result()
-            chunk = next(chunks, None)
-            if chunk is not None:
-                pending.append(pool.submit(_read_rows, chunk))
+            following = next(chunks, None)
+            if following is not None:
+                pending.append(pool.submit(_read_rows, following))
             yield from done
     finally:  # also on an early exit (strict error, interrupt): drop the chunks not started
         pool.shutdown(wait=True, cancel_futures=True)
@@ -437,7 +454,7 @@ def _load_entry(entry: Path, key: str | None, *, in_memory: bool = False, from_c
             if (entry / name).stat().st_size != size:
                 raise CacheError(f"{name} has {(entry / name).stat().st_size} bytes, manifest says {size}", entry)
         shape = tuple(manifest["windows_shape"])
-        mmap = None if in_memory or shape[0] == 0 else "r"
+        mmap: Literal["r"] | None = None if in_memory or shape[0] == 0 else "r"
         windows = np.load(entry / "windows.npy", mmap_mode=mmap, allow_pickle=False)
         offsets = np.load(entry / "offsets.npy", allow_pickle=False)
         keys = tuple(json.loads((entry / "keys.json").read_text()))

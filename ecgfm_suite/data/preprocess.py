@@ -10,13 +10,15 @@ Every primitive takes and returns float32 arrays with time on the last axis, wor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import signal as sps
 
 from ..errors import SpecError
@@ -26,12 +28,17 @@ Normalisation = Literal["none", "zscore_lead", "minmax_lead", "zscore_global", "
 Resampler = Literal["poly", "fft", "linear"]
 MissingLeads = Literal["zero", "refuse"]
 WindowMode = Literal["first", "all", "crops"]
+#: record-level window policy: which windows of a record are embedded (see :class:`RecordWindows`)
+WindowPolicy = Literal["cover", "official", "first"]
 Aggregate = Literal["mean"]
 
 NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
 RESAMPLERS: tuple[str, ...] = get_args(Resampler)
 MISSING_LEADS: tuple[str, ...] = get_args(MissingLeads)
 WINDOW_MODES: tuple[str, ...] = get_args(WindowMode)
+WINDOW_POLICIES: tuple[str, ...] = get_args(WindowPolicy)
+#: the policy of a spec that names none (``InputSpec.window_policy`` None), as ``--ecgfm-windows`` defaults
+DEFAULT_WINDOW_POLICY: WindowPolicy = "cover"
 AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 
 #: Bump whenever a primitive's output changes for the same input: prepared-array caches key on it.
@@ -51,6 +58,9 @@ class InputSpec:
     window: int  # samples per window at ``fs``
     window_mode: WindowMode = "first"  # "all": non-overlapping windows; "crops": ``n_crops`` evenly spaced
     n_crops: int = 1
+    #: which windows of a record are embedded: ``cover`` (tiles over the whole record), ``official`` (the
+    #: family's test-time protocol: ``window_mode``), ``first``; None: the run's ``--ecgfm-windows``
+    window_policy: WindowPolicy | None = None
     aggregate: Aggregate = "mean"  # how per-window embeddings become one per record
     bandpass: tuple[float, float] | None = None
     notch: float | None = None
@@ -82,6 +92,7 @@ class InputSpec:
             raise SpecError(f"leads repeat a lead: {list(self.leads)}", "InputSpec.leads")
         for name, value, allowed in (
             ("window_mode", self.window_mode, WINDOW_MODES),
+            *([("window_policy", self.window_policy, WINDOW_POLICIES)] if self.window_policy is not None else []),
             ("aggregate", self.aggregate, AGGREGATES),
             ("normalisation", self.normalisation, NORMALISATIONS),
             ("resampler", self.resampler, RESAMPLERS),
@@ -97,6 +108,11 @@ class InputSpec:
                                 "InputSpec.bandpass")
         if self.notch is not None and not self.notch > 0:
             raise SpecError(f"notch must be > 0 Hz, got {self.notch}", "InputSpec.notch")
+
+    @property
+    def policy(self) -> WindowPolicy:
+        """The window policy in force: the spec's own, else the default (``cover``)."""
+        return self.window_policy or DEFAULT_WINDOW_POLICY
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,8 +199,8 @@ def lead_sources(leads_in: Sequence[str], leads_out: Sequence[str], fallbacks: t
     sources: list[int | None] = []
     for name in leads_out:
         lead = canonical_lead(name)
-        i = index.get(lead)
-        sources.append(index.get(substitute.get(lead, "")) if i is None else i)
+        own = index.get(lead)
+        sources.append(index.get(substitute.get(lead, "")) if own is None else own)
     return sources
 
 
@@ -213,7 +229,7 @@ def select_leads(
         raise SpecError(f"signal of shape {x.shape} does not match {len(leads_in)} lead names {list(leads_in)}",
                         path)
     source = lead_sources(leads_in, leads_out, fallbacks, path=path)
-    absent = [name for name, i in zip(leads_out, source) if i is None]
+    absent = [name for name, i in zip(leads_out, source, strict=True) if i is None]
     if absent and missing == "refuse":
         raise SpecError(f"record lacks leads {absent} (has {list(leads_in)}); missing-lead policy is 'refuse'", path)
     present = np.array([i is not None for i in source], dtype=bool)
@@ -339,3 +355,89 @@ def prepare(x: np.ndarray, fs: float, leads: tuple[str, ...] | list[str], spec: 
     y = resample(y, fs, spec.fs, spec.resampler)
     y = normalise(y, spec.normalisation)
     return windows(y, spec.window, spec.window_mode, spec.n_crops)
+
+
+# -- record-level window policy ------------------------------------------------------------------
+
+#: ``(data (leads, samples) mV, fs, leads) -> windows (n_windows, *window_shape)``, e.g. ``encoder.prepare``
+PrepareFn = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
+
+
+def tile_count(n: ArrayLike, length: ArrayLike) -> np.ndarray:
+    """Windows of ``length`` samples that ``cover`` puts on ``n`` samples: ⌈n / length⌉, at least 1 (a
+    record shorter than a window is one padded window); elementwise, so a whole index is counted at once."""
+    return np.maximum(1, -(-np.asarray(n, dtype=np.int64) // np.asarray(length, dtype=np.int64)))
+
+
+def tile_starts(n: int, length: int) -> np.ndarray:
+    """Starts of the ``cover`` windows of ``length`` samples on ``n`` samples: 0, length, 2·length, … and the
+    last aligned to the record's end (overlapping its neighbour), so that no tail is dropped; an exact
+    multiple gives disjoint tiles, a record no longer than a window gives one window at 0."""
+    if length <= 0:
+        raise SpecError(f"tile length must be > 0 samples, got {length}", "tile_starts")
+    starts = np.arange(int(tile_count(n, length)), dtype=np.int64) * length
+    starts[-1] = max(n - length, 0)
+    return starts
+
+
+def native_length(fs: float, spec: InputSpec) -> int:
+    """Samples at the record's rate ``fs`` whose resampling gives at least one window at ``spec.fs``.
+
+    A ``cover`` tile is cut at the record's own rate and handed to the family's pipeline whole, as a
+    record of one window's duration, so that every official order of operations (filter or normalise
+    before or after resampling) stays as it is. Families size their output ``round`` or ``int`` of
+    ``n · fs_out / fs_in`` (either float order): the smallest ``n`` satisfying all of them, so no tile
+    comes back a sample short and zero-padded (one sample longer than ``window · fs / spec.fs`` at most).
+    """
+    if fs == spec.fs:
+        return spec.window
+    n = max(1, math.ceil(spec.window * fs / spec.fs - 1e-9))
+    while min(int(n * spec.fs / fs), int(n * (spec.fs / fs))) < spec.window:
+        n += 1
+    return n
+
+
+def expected_window_counts(n_samples: np.ndarray, fs: np.ndarray, spec: InputSpec) -> np.ndarray | None:
+    """Windows per record under ``spec.policy`` from the records' lengths and rates alone (no signal read),
+    for cache keys; None for ``official``, whose count only the family's own pipeline knows."""
+    if spec.policy == "official":
+        return None
+    n_samples, fs = np.asarray(n_samples, dtype=np.int64), np.asarray(fs, dtype=float)
+    if spec.policy == "first":
+        return np.ones(len(n_samples), dtype=np.int64)
+    lengths = {rate: native_length(rate, spec) for rate in np.unique(fs).tolist()}
+    return tile_count(n_samples, [lengths[rate] for rate in fs.tolist()])
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWindows:
+    """A family's ``prepare`` (its official test-time protocol) under the record-level ``spec.policy``.
+
+    ``official``: ``prepare`` as it is (ST-MEM's 3 crops, ECG-FM's and ECG-CPC's non-overlapping windows,
+    the first window for the others); ``first``: its first window only; ``cover``: the record cut into
+    :func:`tile_starts` tiles of one window's duration at the record's own rate (:func:`native_length`),
+    each prepared by the family as a record of its own (its first window), so every model sees the whole
+    record however long, through its own official per-window pipeline. The record's embedding is the
+    mean over its windows either way (``InputSpec.aggregate``).
+    """
+
+    prepare: PrepareFn
+    spec: InputSpec
+
+    @property
+    def __wrapped__(self) -> PrepareFn:
+        """The family's ``prepare``: what a prepared-array cache key names as the code (the policy is in the spec)."""
+        return self.prepare
+
+    def __call__(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
+        policy = self.spec.policy
+        if policy == "official":
+            return self.prepare(x, fs, leads)
+        if policy == "first":
+            return self.prepare(x, fs, leads)[:1]
+        x = np.asarray(x)
+        length = native_length(fs, self.spec)
+        if x.shape[-1] <= length:
+            return self.prepare(x, fs, leads)[:1]
+        return np.concatenate([self.prepare(x[..., s : s + length], fs, leads)[:1]
+                               for s in tile_starts(x.shape[-1], length)])

@@ -4,27 +4,49 @@ wfdb does the decoding; this module adds the checks wfdb leaves out: it names th
 in every error, refuses a header without a sampling rate (wfdb silently assumes 250 Hz),
 and compares the signal file size with the header's sample count *before* decoding
 (wfdb fails on a short file with a bare reshape error and ignores extra bytes).
+
+One use of wfdb's private internals is kept, for a measured reason: :func:`decode_samples` runs
+``wfdb.rdrecord``'s single-segment path itself (``wfdb.io._signal._rd_segment``, then
+``Record._arrange_fields``) on the header :func:`read_header` already parsed, because the public
+``wfdb.rdrecord`` always parses the header again with ``wfdb.rdheader``, which looks up every field of
+every signal line in a pandas table. Measured 2026-12-07 23:49 UTC (wfdb 4.3.1, 2-core machine at load
+4.5–5 from other sessions, min of 3 passes), per record, header + length check + decode:
+CinC 2017 (1 lead, 600 records) 0.67 ms with ``decode_samples`` vs 2.68 ms with ``rdrecord``; PTB-XL
+(12 leads, 300) 0.77 vs 8.47 ms; LUDB (12 leads, 200) 1.26 vs 9.06 ms. For scale, the README's cold
+read + prepare of CinC 2017 is 489 rec/s in one process, 2.0 ms per record in all. Headers alone:
+:func:`read_header` 0.15 / 0.21 ms vs ``wfdb.rdheader`` 1.67 / 7.86 ms (CinC 2017 / PTB-XL), which is
+why headers are parsed here, with wfdb's public line grammar (``wfdb.io.header``).
+
+``tests/test_upstream_internals.py`` pins the private names (signatures, and samples and fields
+identical to ``rdrecord`` on records wfdb writes); a wfdb release that changes them fails there, saying
+what to re-check. The header field table and the signal-format sizes below are this module's own (from
+the WFDB header and signal specifications), checked against ``wfdb.rdheader`` and ``wfdb.wrsamp`` by
+the same tests, so they need no private wfdb names.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import wfdb
-from wfdb.io import _header, _signal
-from wfdb.io._signal import BYTES_PER_SAMPLE, COMPRESSED_FMTS
-from wfdb.io.header import HeaderSyntaxError, parse_header_content, rx_record, rx_signal
+from wfdb.io import _signal  # private: _rd_segment, see the module docstring
+from wfdb.io.header import HeaderSyntaxError, parse_header_content, rx_record, rx_signal, wfdb_strptime
 
 from ..errors import RecordError
 from .challenge_mat import read_challenge_mat
 from .records import Signal, record_leads, to_millivolts, validate_signal
 
-#: factor from a header's ``units`` field to mV
+#: bytes per sample of each WFDB signal format (WFDB ``signal(5)``); formats 212, 310 and 311 pack
+#: 2 or 3 samples into 3 or 4 bytes
+BYTES_PER_SAMPLE: dict[str, float] = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2,
+                                      "212": 1.5, "310": 4 / 3, "311": 4 / 3}
+#: FLAC-compressed formats: a file's size says nothing about its sample count
+COMPRESSED_FMTS = frozenset({"508", "516", "524"})
 
 
 def header_path(record_path: str | Path) -> Path:
@@ -37,9 +59,10 @@ def read_header(record_path: str | Path) -> wfdb.Record:
     """Parse ``record_path + '.hea'`` into the ``wfdb.Record`` that ``wfdb.rdheader`` returns; errors name the file.
 
     Uses wfdb's own line grammar (``rx_record``, ``rx_signal``) and read defaults, but casts the
-    fields with plain dicts: ``wfdb.rdheader`` spends ~1 ms per header in pandas lookups, which
-    makes a 345k-record dataset take minutes (``tests/data/test_reader.py`` checks field-for-field,
-    type-for-type equality with ``wfdb.rdheader`` on the real headers and on edge cases). Raises :class:`RecordError` for a
+    fields with plain dicts instead of ``wfdb.rdheader``'s pandas lookups (several times faster, see
+    the module docstring; a 345k-record dataset would otherwise take minutes).
+    ``tests/data/test_reader.py`` checks field-for-field, type-for-type equality with
+    ``wfdb.rdheader`` on the real headers and on edge cases. Raises :class:`RecordError` for a
     missing or unparsable header, a multi-segment header, and a record line without sampling
     rate or sample count (wfdb would default fs to 250 Hz).
     """
@@ -71,17 +94,26 @@ def read_header(record_path: str | Path) -> wfdb.Record:
     return header
 
 
-@functools.cache
-def _spec_table(kind: str) -> dict[str, tuple[Any, Any]]:
-    """wfdb's ``RECORD_SPECS``/``SIGNAL_SPECS`` as ``field → (allowed_types, read_default)`` (read once)."""
-    specs = _header.RECORD_SPECS if kind == "record" else _header.SIGNAL_SPECS
-    return {f: (specs.loc[f, "allowed_types"], specs.loc[f, "read_default"]) for f in specs.index}
-
-
 @functools.lru_cache(maxsize=4096)
 def _parse_date(value: str) -> datetime.date:
     """A header's ``base_date`` (few distinct values per dataset; ``strptime`` is a tenth of a header's parse)."""
     return datetime.datetime.strptime(value, "%d/%m/%Y").date()
+
+
+#: record-line fields (but ``n_seg``) → (cast, value when absent), as ``wfdb.rdheader`` reads them
+_RECORD_FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "record_name": (str, None), "n_sig": (int, None), "fs": (float, 250), "counter_freq": (float, None),
+    "base_counter": (float, None), "sig_len": (int, None), "base_time": (wfdb_strptime, None),
+    "base_date": (_parse_date, None),
+}
+#: signal-line fields → (cast, value when absent), as ``wfdb.rdheader`` reads them (a missing baseline
+#: is the ADC zero when that is given)
+_SIGNAL_FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "file_name": (str, None), "fmt": (str, None), "samps_per_frame": (int, 1), "skew": (int, None),
+    "byte_offset": (int, None), "adc_gain": (float, 200.0), "baseline": (int, 0), "units": (str, "mV"),
+    "adc_res": (int, None), "adc_zero": (int, None), "init_value": (int, None), "checksum": (int, None),
+    "block_size": (int, None), "sig_name": (str, None),
+}
 
 
 def _parse_header_lines(lines: list[str], comments: list[str]) -> wfdb.Record | None:
@@ -89,43 +121,30 @@ def _parse_header_lines(lines: list[str], comments: list[str]) -> wfdb.Record | 
     match = rx_record.match(lines[0])
     if match is None:
         raise HeaderSyntaxError("invalid syntax in record line")
-    rec: dict[str, Any] = match.groupdict()
-    if rec.pop("n_seg"):
+    raw_rec = match.groupdict()
+    if raw_rec["n_seg"]:
         return None
-    for name, (types, default) in _spec_table("record").items():
-        if name == "n_seg":
-            continue
-        value = rec[name]
-        if value == "":
-            rec[name] = default
-        elif types == _header.int_types:
-            rec[name] = int(value)
-        elif types == _header.float_types:
-            rec[name] = float(value)
-            if name == "fs" and round(rec[name], 8) == float(int(rec[name])):
-                rec[name] = int(rec[name])
-        elif name == "base_time":
-            rec[name] = _header.wfdb_strptime(value)
-        elif name == "base_date":
-            rec[name] = _parse_date(value)
-    sig_specs = _spec_table("signal")
-    sig: dict[str, list[Any]] = {name: [] for name in sig_specs}
+    rec: dict[str, Any] = {}
+    for name, (cast, default) in _RECORD_FIELDS.items():
+        value = raw_rec[name]
+        rec[name] = default if value == "" else cast(value)
+    if isinstance(rec["fs"], float) and round(rec["fs"], 8) == float(int(rec["fs"])):
+        rec["fs"] = int(rec["fs"])
+    sig: dict[str, list[Any]] = {name: [] for name in _SIGNAL_FIELDS}
     for line in lines[1:]:
         m = rx_signal.match(line)
         if m is None:
             raise HeaderSyntaxError("invalid syntax in signal line")
         raw = m.groupdict()
-        for name, (types, default) in sig_specs.items():
+        for name, (cast, default) in _SIGNAL_FIELDS.items():
             value = raw[name]
             if value == "":
-                value = int(raw["adc_zero"]) if name == "baseline" and raw["adc_zero"] != "" else default
-            elif types is _header.int_types:
-                value = int(value)
-            elif types is _header.float_types:
-                value = float(value)
-                if name == "adc_gain" and value == 0:
-                    value = 200.0  # WFDB: a gain of 0 means 200
-            sig[name].append(value)
+                parsed = int(raw["adc_zero"]) if name == "baseline" and raw["adc_zero"] != "" else default
+            else:
+                parsed = cast(value)
+                if name == "adc_gain" and parsed == 0:
+                    parsed = 200.0  # WFDB: a gain of 0 means 200
+            sig[name].append(parsed)
     record = wfdb.Record(**rec, **sig, comments=[c.strip(" \t#") for c in comments])
     if rec["base_date"] and rec["base_time"]:
         record.base_datetime = datetime.datetime.combine(rec["base_date"], rec["base_time"])
@@ -173,11 +192,12 @@ def check_signal_length(header: wfdb.Record, record_path: str | Path) -> None:
 def decode_samples(header: wfdb.Record, record_path: str | Path) -> wfdb.Record:
     """Fill ``header`` (from :func:`read_header`, consumed) with ``p_signal`` as ``wfdb.rdrecord(physical=True)`` does.
 
-    ``wfdb.rdrecord`` re-parses the header with ``rdheader`` (~1 ms of pandas lookups, two thirds of
-    a CinC 2017 record's read time); this runs the rest of its single-segment path — wfdb's own
-    ``_rd_segment`` decoder, frame smoothing and ``dac`` — on the header we already parsed.
-    ``tests/data/test_reader.py`` checks the result is identical to ``wfdb.rdrecord`` (fields and
-    samples, bit for bit) on real records and on every sample layout wfdb writes.
+    ``wfdb.rdrecord`` parses the header again with ``rdheader`` (most of a record's read time, see the
+    module docstring); this runs the rest of its single-segment path — wfdb's private ``_rd_segment``
+    decoder and ``Record._arrange_fields`` (frame smoothing), then ``dac`` — on the header we already
+    parsed. ``tests/data/test_reader.py`` checks the result is identical to ``wfdb.rdrecord`` (fields
+    and samples, bit for bit) on real records and on every sample layout wfdb writes;
+    ``tests/test_upstream_internals.py`` pins the private names.
     """
     channels = list(range(header.n_sig))
     header.check_read_inputs(0, header.sig_len, channels, True, True, 64)
@@ -210,8 +230,12 @@ def read_signal(row: Mapping[str, Any]) -> Signal:
     fmt = row.get("format", "wfdb")
     if fmt == "challenge_mat":
         return read_challenge_mat(path)
+    if fmt == "hdf5":  # CODE-15%'s Zenodo release: one exam's row of an HDF5 part
+        from .code15_hdf5 import read_hdf5_record
+
+        return read_hdf5_record(row)
     if fmt != "wfdb":
-        raise RecordError(f"unknown record format {fmt!r} (expected 'wfdb' or 'challenge_mat')", path)
+        raise RecordError(f"unknown record format {fmt!r} (expected 'wfdb', 'challenge_mat' or 'hdf5')", path)
     header = read_header(path)
     check_signal_length(header, path)
     hea = header_path(path)

@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, TaskSkip
 from ..registry import resolve
 from .discovery import discover, load_index
 from .records import DatasetIndex
-from ..errors import TaskSkip
 from .tasks import TASKS, TaskSpec
 from .tasks.labels import Unlabelled
 

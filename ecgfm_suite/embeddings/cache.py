@@ -94,7 +94,7 @@ class EmbeddingCache:
     def entry_dir(self, key: str) -> Path | StorePath:
         return self.root / key[:2] / key
 
-    def manifest_paths(self) -> list[Path | StorePath]:
+    def manifest_paths(self) -> list[Path] | list[StorePath]:
         """The committed entries' manifests (for costs recorded in them)."""
         if isinstance(self.root, StorePath):
             return list(self.root.glob(f"*/*/{MANIFEST}"))
@@ -208,7 +208,11 @@ class EmbeddingCache:
 
 def _write_local(entry: Path, keys: tuple[str, ...], X: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the entry in a temp dir beside it, every file and the dir fsynced, then rename it in (the commit):
-    a crash or a full disk leaves the old entry or none, never half of one. Returns the manifest written."""
+    a crash or a full disk leaves the old entry or none, never half of one. Returns the manifest written.
+    Called under the entry's lock: temp dirs of the same entry left by a killed writer are removed first."""
+    for stale in entry.parent.glob(f".{entry.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         digests = {"emb.npy": write_durable(tmp / "emb.npy", lambda fh: np.save(fh, X, allow_pickle=False)),

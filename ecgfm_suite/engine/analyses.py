@@ -15,7 +15,7 @@ import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._threads import one_thread
 from ..analysis.inputs import AnalysisOptions, ModelTaskData, TaskInputs, load_model_task, task_summary
@@ -24,6 +24,13 @@ from ..analysis.store import AnalysisStore
 from ..errors import AnalysisSkip, CellSkip
 from ..results.cell import CellSpec
 from .settings import Settings
+
+if TYPE_CHECKING:  # type-only: a worker process imports the runner and the model only when it needs them
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from ..models.protocol import Encoder
+    from ..results.run import RunDir
+    from .runner import Runner
 
 #: (analysis, task, level or None): one per-task or per-column analysis
 Target = tuple[str, str, str | None]
@@ -84,9 +91,9 @@ class _LoadedModel:
 
     def __init__(self) -> None:
         self._key: tuple[Settings, str] | None = None
-        self._encoder: Any = None
+        self._encoder: Encoder | None = None
 
-    def encoder(self, settings: Settings, model: str) -> Any:
+    def encoder(self, settings: Settings, model: str) -> Encoder:
         if self._key != (settings, model):
             from .runner import Runner
 
@@ -94,6 +101,7 @@ class _LoadedModel:
             gc.collect()
             self._encoder = Runner(settings).load_encoder(model)
             self._key = (settings, model)
+        assert self._encoder is not None  # loaded with its key
         return self._encoder
 
 
@@ -114,7 +122,7 @@ def run_task_job(run_path: Path, target: Target, options: AnalysisOptions, n_boo
     return payload
 
 
-def run_task_analyses(run_dir: Any, *, n_boot: int, options: AnalysisOptions | None = None,
+def run_task_analyses(run_dir: RunDir, *, n_boot: int, options: AnalysisOptions | None = None,
                       draw: Draw | None = None) -> dict[str, str]:
     """Every per-task analysis over the tasks and (task, level) columns that have results in ``run_dir``.
 
@@ -142,7 +150,7 @@ class AnalysisStage:
     ``analysis/plan/cells.json`` when the first analysis runs (the report lists those without a result).
     """
 
-    def __init__(self, runner: Any, run_dir: Any, cells: Sequence[CellSpec], *,
+    def __init__(self, runner: Runner, run_dir: RunDir, cells: Sequence[CellSpec], *,
                  options: AnalysisOptions | None = None, draw: Draw | None = None) -> None:
         self.runner = runner
         self.run_dir = run_dir
@@ -151,12 +159,12 @@ class AnalysisStage:
         self.options = options or AnalysisOptions()
         self.draw = draw
         self._plan_written = False
-        self._encoder: tuple[str, Any] | None = None
+        self._encoder: tuple[str, Encoder] | None = None
         self._data: ModelTaskData | None = None
         self._tasks_written: set[str] = set()
         #: (model, task) → its analyses running in worker processes (or the CellSkip that stops them)
-        self._pairs: dict[tuple[str, str], Any] = {}
-        self._task_jobs: dict[Target, Any] = {}
+        self._pairs: dict[tuple[str, str], Future[dict[str, dict[str, Any] | Exception]] | CellSkip] = {}
+        self._task_jobs: dict[Target, Future[dict[str, Any]]] = {}
 
     def pairs(self) -> list[tuple[str, str]]:
         return pairs_of(self.cells)
@@ -172,7 +180,7 @@ class AnalysisStage:
             self.store.write("plan", "cells", {"cells": [c.id for c in self.cells]})
             self._plan_written = True
 
-    def encoder(self, model: str) -> Any:
+    def encoder(self, model: str) -> Encoder:
         if self._encoder is None or self._encoder[0] != model:
             if self._encoder is not None:
                 self.runner.release_model(self._encoder[0])
@@ -211,7 +219,7 @@ class AnalysisStage:
         draw_figures(self.draw, self.store, name, data.key, payload, figure_input)
         return payload
 
-    def _pair_results(self, model: str, task: str) -> dict[str, Any]:
+    def _pair_results(self, model: str, task: str) -> dict[str, dict[str, Any] | Exception]:
         if (model, task) not in self._pairs:
             self._submit_pairs()
         pending = self._pairs[(model, task)]
@@ -253,7 +261,7 @@ class AnalysisStage:
                                                         self.draw)
         return self._task_jobs[target].result()
 
-    def _worker_pool(self) -> Any:
+    def _worker_pool(self) -> ProcessPoolExecutor:
         """The pool the cells' seeds use too (the session's process is the remaining worker)."""
         from .pool import worker_pool
 

@@ -66,5 +66,5 @@ atexit.register(shutdown_pool)
 
 def _init_worker() -> None:
     """Import what every job needs once, so that the first job does not pay for it in every worker."""
-    from .. import metrics, probes  # noqa: F401
-    from ..data import scarcity  # noqa: F401
+    from .. import metrics, probes  # noqa: F401 - imported for the import's cost only
+    from ..data import scarcity  # noqa: F401 - likewise

@@ -10,9 +10,9 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,10 +21,19 @@ from ..probes.base import SeedProbe
 from ..results.cell import CellSpec
 from .settings import Settings
 
+if TYPE_CHECKING:  # type-only: loading a model, a task or a dataset imports what they need lazily
+    from ..data.preprocess import InputSpec
+    from ..data.records import DatasetIndex
+    from ..data.tasks.build import TaskData
+    from ..metrics.evaluation import ClassMetrics, MetricCI
+    from ..models.protocol import Encoder
+    from ..models.spec import ModelSpec
+    from ..results.cell import CellResult, MetricSummary
+
 log = logging.getLogger(__name__)
 
-#: bumps when the encode path changes vectors for the same model and input
-ENCODE_VERSION = 2
+#: bumps when the encode path changes vectors for the same model and input (3: record-level window policies)
+ENCODE_VERSION = 3
 
 
 #: most bytes of fitted probes a Runner keeps for the analysis stage (oldest cells dropped first: refitted)
@@ -35,7 +44,7 @@ PROBE_MEMO_BYTES = 256 * 2**20
 class ModelPlan:
     """A model of the matrix with its resolved checkpoint (None: absent)."""
 
-    spec: Any  # ModelSpec
+    spec: ModelSpec
     checkpoint: Path | None
     expected: Path | None
 
@@ -87,6 +96,9 @@ def model_plans(settings: Settings) -> dict[str, ModelPlan]:
             raise CheckpointError(f"checkpoint of {name} named by {settings.source('checkpoints')} {problem}", path)
     plans = {}
     for model_id, spec in specs.items():
+        spec = replace(spec, input_spec=resolved_input_spec(spec.input_spec, settings))
+        checkpoint: Path | None
+        expected: Path | None
         if model_id in overrides:
             checkpoint = expected = overrides[model_id]
         else:
@@ -94,6 +106,14 @@ def model_plans(settings: Settings) -> dict[str, ModelPlan]:
             checkpoint = spec.resolve_checkpoint(settings.weights_dir)
         plans[model_id] = ModelPlan(spec, checkpoint, expected)
     return plans
+
+
+def resolved_input_spec(spec: InputSpec, settings: Settings) -> InputSpec:
+    """``spec`` with the run's window policy: ``--ecgfm-windows`` where the user set it (flag, environment, ini),
+    else the spec's own (a model file's ``windows``), else the option's default (``cover``). The encoder carries
+    it, so its cache keys, its cells' preprocessing and its analyses all see the policy that made the numbers."""
+    policy = settings.windows if "windows" in settings.sources else spec.window_policy or settings.windows
+    return spec if spec.window_policy == policy else replace(spec, window_policy=policy)
 
 
 class Runner:
@@ -105,13 +125,14 @@ class Runner:
         self.settings = settings
         #: pytest-xdist worker id (``gw0``…): picks this worker's GPU on a multi-GPU machine
         self.worker_id = worker_id
-        self.cache = EmbeddingCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
+        self.cache = EmbeddingCache(settings.cache_dir, settings.cache)
         self._found: dict[str, list[Path]] | None = None
-        self._indexes: dict[str, Any] = {}
-        self._tasks: dict[str, Any] = {}
+        self._indexes: dict[str, DatasetIndex] = {}
+        self._tasks: dict[str, TaskData] = {}
         self._task_skips: dict[str, str] = {}
-        #: (model, dataset) → (row of key, X, records excluded while preparing)
-        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, tuple[dict[str, str], ...]]] = {}
+        #: (model, dataset) → (row of key, X, records excluded while preparing, windows per record)
+        self._embeddings: dict[tuple[str, str], tuple[dict[str, int], np.ndarray, tuple[dict[str, str], ...],
+                                                      dict[str, Any]]] = {}
         #: cell id → its linear probes, kept so the analysis stage explains them instead of refitting
         self._probes: dict[str, list[SeedProbe]] = {}
         self._probe_bytes = 0
@@ -126,7 +147,7 @@ class Runner:
             self._found = discover(data_dir) if data_dir.is_dir() else {}
         return self._found
 
-    def index(self, dataset_id: str) -> Any:
+    def index(self, dataset_id: str) -> DatasetIndex:
         if dataset_id not in self._indexes:
             from ..data.discovery import load_index
 
@@ -135,7 +156,7 @@ class Runner:
                                                    refresh=s.cache == "refresh")
         return self._indexes[dataset_id]
 
-    def task_data(self, task_id: str) -> Any:
+    def task_data(self, task_id: str) -> TaskData:
         """TaskData for a task, or CellSkip naming what is missing."""
         from ..data.tasks import TASKS, build_task
 
@@ -179,7 +200,7 @@ class Runner:
             task_ids = [t for t, spec in TASKS.items() if any(d in found for d in spec.datasets)]
         for level in s.scarcity or ():
             parse_level(level)
-        cells = []
+        cells: list[CellSpec] = []
         for model_id in model_ids:
             for task_id in task_ids:
                 if s.scarcity is not None:
@@ -200,7 +221,7 @@ class Runner:
         return {t: sum(len(self.index(d).records) for d in TASKS.get(t).datasets if d in found) for t in task_ids}
 
     # -- models -------------------------------------------------------------------------------------
-    def load_encoder(self, model_id: str) -> Any:
+    def load_encoder(self, model_id: str) -> Encoder:
         """The model's encoder; ``CellSkip`` when its checkpoint is absent, a warning (in pytest's warnings
         summary) when ``--ecgfm-allow-random-init`` runs it with random weights instead."""
         from ..registry import resolve
@@ -209,63 +230,80 @@ class Runner:
         notice = plan.random_init(self.settings.allow_random_init)
         if notice:
             warnings.warn(notice, UserWarning, stacklevel=2)
-        loader: Callable[..., Any] = resolve(plan.spec.loader)
+        loader: Callable[..., Encoder] = resolve(plan.spec.loader)
         return loader(plan.spec, plan.checkpoint, device=self.settings.resolved_device(self.worker_id))
 
     # -- embeddings ----------------------------------------------------------------------------------
-    def dataset_embeddings(self, encoder: Any, dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict, bool]:
-        """Embeddings of every usable record of a dataset, cached on disk: (row of key, X, manifest, cache hit)."""
+    def dataset_embeddings(self, encoder: Encoder,
+                           dataset_id: str) -> tuple[dict[str, int], np.ndarray, dict[str, Any], bool]:
+        """Embeddings of every usable record of a dataset, cached on disk: (row of key, X, manifest, cache hit).
+
+        The record's windows follow the run's window policy (``resolved_input_spec``); the policy and the window
+        count of every record (from its length and rate in the index, where the policy alone decides it) are part
+        of the key, and the manifest's ``windows`` says how many windows per record the records got."""
         from .._io import sha256_json
-        from ..embeddings.encode import encode_prepared
         from ..data.prepared import prepare_records
+        from ..data.preprocess import RecordWindows, expected_window_counts
+        from ..embeddings.encode import encode_prepared
 
         index = self.index(dataset_id)
         records = index.records
+        spec = resolved_input_spec(encoder.input_spec, self.settings)
+        counts = expected_window_counts(records["n_samples"].to_numpy(), records["fs"].to_numpy(), spec)
         description = {
             "model": encoder.spec.id, "checkpoint_sha256": encoder.checkpoint_sha256,
             "family": encoder.spec.family, "config": dict(encoder.spec.config),
-            "encode_version": ENCODE_VERSION, "input_spec": encoder.input_spec.to_dict(),
+            "encode_version": ENCODE_VERSION, "input_spec": spec.to_dict(),
+            "windows": {"policy": spec.policy, "per_record": None if counts is None else sha256_json(counts.tolist())},
             "dataset": dataset_id, "dataset_version": index.version,
-            "records": sha256_json(list(zip(records["key"], records["content_hash"]))), "dtype": "float32",
+            "records": sha256_json(list(zip(records["key"], records["content_hash"], strict=True))), "dtype": "float32",
         }
 
         def compute() -> tuple[tuple[str, ...], np.ndarray, dict[str, Any]]:
             t0 = time.perf_counter()
             prepared = prepare_records(
-                records, encoder.prepare,
-                spec_key={"model_family": encoder.spec.family, "input_spec": encoder.input_spec.to_dict()},
+                records, RecordWindows(encoder.prepare, spec),
+                spec_key={"model_family": encoder.spec.family, "input_spec": spec.to_dict()},
                 cache_dir=self.settings.local_cache,
                 strict=self.settings.strict, workers=self.settings.read_workers,
             )
             t1 = time.perf_counter()
             X = encode_prepared(encoder, prepared.windows, prepared.offsets, desc=f"{encoder.spec.id}/{dataset_id}")
             t2 = time.perf_counter()
+            windows = prepared.window_counts()
             extra = {"excluded": [e.to_dict() for e in prepared.excluded],
-                     "timings": {"prepare_s": t1 - t0, "encode_s": t2 - t1, "records": len(prepared.keys)}}
+                     "windows": {"policy": spec.policy, **windows},
+                     "timings": {"prepare_s": t1 - t0, "encode_s": t2 - t1, "records": len(prepared.keys),
+                                 "windows": windows["windows"]}}
             return tuple(prepared.keys), X, extra
 
         cached = self.cache.get_or_compute(description, compute)
         rows = {k: i for i, k in enumerate(cached.keys)}
         return rows, np.asarray(cached.X), cached.manifest, cached.hit
 
-    def task_embeddings(self, encoder: Any, td: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """X aligned with the task's records and a mask of records that have an embedding."""
+    def task_embeddings(self, encoder: Encoder, td: TaskData) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """X aligned with the task's records and a mask of records that have an embedding; ``info["preprocessing"]``
+        holds the window policy and, per dataset, the windows per record its embeddings were pooled from."""
         X = np.zeros((len(td.keys), encoder.embed_dim), dtype=np.float32)
         have = np.zeros(len(td.keys), dtype=bool)
         from ..data.records import excluded_records
 
         # excluded: the datasets' records left out at indexing and while preparing, each with file and reason
-        info: dict[str, Any] = {"cache_hits": 0, "encode_s": 0.0, "excluded": []}
+        windows: dict[str, Any] = {}
+        info: dict[str, Any] = {"cache_hits": 0, "encode_s": 0.0, "excluded": [], "preprocessing": {
+            "window_policy": resolved_input_spec(encoder.input_spec, self.settings).policy,
+            "windows_per_record": windows}}
         datasets = np.asarray(td.dataset)
         for dataset_id in sorted(set(datasets.tolist())):
             memo_key = (encoder.spec.id, dataset_id)
             if memo_key not in self._embeddings:
                 rows, Xd, manifest, hit = self.dataset_embeddings(encoder, dataset_id)
-                self._embeddings[memo_key] = (rows, Xd, tuple(manifest.get("excluded", [])))
+                self._embeddings[memo_key] = (rows, Xd, tuple(manifest.get("excluded", [])),
+                                            manifest.get("windows", {}))
                 info["cache_hits"] += int(hit)
                 if not hit:
                     info["encode_s"] += manifest["timings"]["encode_s"]
-            rows, Xd, prepared = self._embeddings[memo_key]
+            rows, Xd, prepared, windows[dataset_id] = self._embeddings[memo_key]
             info["excluded"] += excluded_records(self.index(dataset_id), prepared)
             for i in np.flatnonzero(datasets == dataset_id):
                 r = rows.get(td.keys[i])
@@ -282,8 +320,8 @@ class Runner:
         One more than the cores: a cell's seeds are few (3 by default) and equal in cost, so on 2 cores
         3 processes finish together after 1.5 seeds' time, where 2 would need 2 rounds.
         """
-        from .pool import pool_unavailable
         from ..data.prepared import available_cores
+        from .pool import pool_unavailable
 
         if self.worker_id:
             return 1
@@ -312,34 +350,19 @@ class Runner:
             del self._embeddings[key]
 
 
-def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Seed-level metric dicts → MetricSummary per metric.
-
-    ``value`` is the mean over seeds; the CI and SE are the per-seed stratified-bootstrap CIs (test-set
-    sampling uncertainty) averaged over seeds; ``seed_std`` reports the training-subset variability.
-    """
+def summarise_seeds(per_seed: list[dict[str, MetricCI]]) -> dict[str, MetricSummary]:
+    """Seed-level metric dicts → MetricSummary per metric (``MetricSummary.over_seeds``: value = mean over
+    seeds, CI and SE = the per-seed bootstrap CIs averaged, ``seed_std`` = training-subset variability)."""
     from ..results import MetricSummary
 
-    out = {}
-    for name in per_seed[0]:
-        values = np.array([m[name].value for m in per_seed], dtype=float)
-        out[name] = MetricSummary(
-            value=float(values.mean()),
-            ci_low=float(np.mean([m[name].ci_low for m in per_seed])),
-            ci_high=float(np.mean([m[name].ci_high for m in per_seed])),
-            se=float(np.mean([m[name].se for m in per_seed])),
-            seed_mean=float(values.mean()),
-            seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            per_seed=tuple(float(v) for v in values),
-        )
-    return out
+    return {name: MetricSummary.over_seeds([m[name] for m in per_seed]) for name in per_seed[0]}
 
 
 @dataclass(frozen=True, slots=True)
 class CellOutput:
     """A cell's result plus the per-record test scores that paired model comparisons need."""
 
-    result: Any  # CellResult
+    result: CellResult
     test_keys: np.ndarray
     y_test: np.ndarray
     #: headline probe's test scores, one row per seed: (n_seeds, n_test[, C])
@@ -373,7 +396,11 @@ class SeedFit:
     kind: str
     run: SeedProbe
     scores: np.ndarray
-    metrics: dict[str, Any]
+    metrics: dict[str, MetricCI]
+    #: multiclass/multilabel: each class's test metrics, and positives / records of the seed's training subset
+    #: per class; () for binary and regression
+    classes: tuple[ClassMetrics, ...] = ()
+    train_prevalence: tuple[float, ...] = ()
 
 
 def fit_seed(job: SeedJob, seed: int) -> list[SeedFit]:
@@ -381,19 +408,22 @@ def fit_seed(job: SeedJob, seed: int) -> list[SeedFit]:
     (probe problems are small; the same numbers whichever process runs it)."""
     from .._threads import one_thread
     from ..data.scarcity import subset
-    from ..metrics import evaluate
+    from ..metrics import class_positives, evaluate_classes
     from ..probes import fit_probe
 
     with one_thread():
         sub = subset(job.y_train, job.scarcity, seed, job.task_type, groups=job.groups)
+        prevalence = () if job.n_classes is None else tuple(
+            (class_positives(job.task_type, job.y_train[sub], job.n_classes) / len(sub)).tolist())
         fitted = []
         for kind in job.probes:
             probe = fit_probe(kind, job.task_type, job.X_train[sub], job.y_train[sub], job.X_val, job.y_val,
                               seed=seed, n_classes=job.n_classes)
             scores = probe.predict_scores(job.X_test)
-            metrics = evaluate(job.task_type, job.y_test, scores, y_val=job.y_val,
-                               scores_val=probe.predict_scores(job.X_val), n_boot=job.n_boot, seed=seed)
-            fitted.append(SeedFit(kind, SeedProbe(seed, job.train_rows[sub], probe), scores, metrics))
+            evaluation = evaluate_classes(job.task_type, job.y_test, scores, y_val=job.y_val,
+                                          scores_val=probe.predict_scores(job.X_val), n_boot=job.n_boot, seed=seed)
+            fitted.append(SeedFit(kind, SeedProbe(seed, job.train_rows[sub], probe), scores, evaluation.metrics,
+                                  evaluation.classes, prevalence))
         return fitted
 
 
@@ -422,10 +452,10 @@ def map_seeds(job: SeedJob, seeds: Sequence[int], *, workers: int) -> list[list[
         return [fit_seed(job, seed) for seed in seeds]
 
 
-def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
+def run_cell(runner: Runner, cell: CellSpec, encoder: Encoder) -> CellOutput:
     """Fit the cell's probes over seeds on frozen embeddings; return its CellResult and test scores."""
     from ..results import CellResult, environment, git_commit
-    from ..results.cell import exclusion_counts
+    from ..results.cell import exclusion_counts, summarise_classes
 
     s = runner.settings
     t0 = time.perf_counter()
@@ -466,11 +496,14 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
         random_init=encoder.checkpoint_sha256 is None and not plan.spec.control,
         task=cell.task, task_type=task_type, dataset_versions=dict(td.dataset_versions),
         task_version=td.version,
-        preprocessing=encoder.input_spec.to_dict(), scarcity=cell.scarcity, seeds=tuple(s.seeds),
+        preprocessing={**encoder.input_spec.to_dict(), **info["preprocessing"]}, scarcity=cell.scarcity,
+        seeds=tuple(s.seeds),
         probe=headline, probe_params=tuple(params), n_train=int(np.median(n_train_used)),
         n_val=len(idx["val"]), n_test=len(idx["test"]), classes=tuple(td.classes),
         main_metric=td.task.main_metric, metrics=summarise_seeds(per_probe[headline]),
         other_probes={k: summarise_seeds(per_probe[k]) for k in others},
+        per_class=summarise_classes(td.classes, [f.classes for f in headline_fits],
+                                    [f.train_prevalence for f in headline_fits]),
         timings={"embed_s": t_embed, "probe_s": t_probe, "encode_s": info["encode_s"]},
         exclusions=exclusion_counts(int((~have).sum()), info["excluded"]), excluded_records=tuple(info["excluded"]),
         pretraining_overlap=overlap, environment=environment(), git_commit=git_commit(),
@@ -481,7 +514,8 @@ def run_cell(runner: Runner, cell: CellSpec, encoder: Any) -> CellOutput:
 def run_matrix(runner: Runner, on_output: Callable[[CellOutput], None] | None = None) -> int:
     """Run every cell of the runner's plan without pytest, one model loaded at a time; skipped cells
     (``CellSkip``) are passed over. ``on_output`` sees each cell's output. Returns the cells that ran."""
-    ran, encoders = 0, {}
+    ran = 0
+    encoders: dict[str, Encoder] = {}
     for cell in runner.plan():
         try:
             if cell.model not in encoders:

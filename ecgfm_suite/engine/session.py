@@ -12,11 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import EcgfmError
 from ..results.cell import CellSpec
 from .settings import Settings
+
+if TYPE_CHECKING:  # type-only: the runner, gate, run directory and analyses are built on first use
+    import numpy as np
+
+    from ..gate.session import CellVerdict, Gate, GateSummary
+    from ..models.protocol import Encoder
+    from ..results.cell import CellResult
+    from ..results.run import RunDir
+    from ..storage import StorePath
+    from .analyses import AnalysisStage, Target
+    from .runner import Runner
 
 Outcome = Literal["passed", "failed", "skipped", "error"]
 
@@ -26,7 +37,7 @@ class Phase:
     """One phase (setup, call, teardown) of a cell test as the test runner reported it."""
 
     when: str
-    outcome: str  # passed, failed, skipped
+    outcome: Literal["passed", "failed", "skipped"]
     reason: str | None
     duration_s: float
 
@@ -43,13 +54,13 @@ class Finished:
     """What the end of the run produced, for the terminal summary."""
 
     run_path: Path
-    results: list[Any]
+    results: list[CellResult]
     report_path: Path | None = None
-    gate_summary: Any = None
+    gate_summary: GateSummary | None = None
     #: the per-task analyses run here at the end: skipped analysis → reason, or the error that stopped them
     task_analyses: dict[str, str] | None = None
     task_analyses_error: str | None = None
-    uploaded: Any = None
+    uploaded: StorePath | None = None
     #: why the run counts as failed although no test failed (every selected cell skipped), else None
     failure: str | None = None
 
@@ -67,26 +78,23 @@ def _all_skipped(outcomes: dict[str, dict[str, Any]]) -> str | None:
 class RunSession:
     """One run: settings, run id, the runner (lazy: collection imports no torch), run directory and gate."""
 
-    def __init__(self, settings: Settings, run_id: str, *, rootdir: Path, worker_id: str | None = None,
-                 distributed: bool = False) -> None:
+    def __init__(self, settings: Settings, run_id: str, *, rootdir: Path, worker_id: str | None = None) -> None:
         self.settings = settings
         self.run_id = run_id
         self.rootdir = Path(rootdir)
         #: pytest-xdist worker id (``gw0``…) of this process, None on the controller or without xdist
         self.worker_id = worker_id
-        #: this process is the controller of an xdist run (its workers run the tests)
-        self.distributed = distributed
-        self._runner: Any = None
-        self._run_dir: Any = None
-        self._gate: Any = None
+        self._runner: Runner | None = None
+        self._run_dir: RunDir | None = None
+        self._gate: Gate | None = None
         self._plan: list[CellSpec] | None = None
         self._shard: tuple[list[CellSpec], str] | None = None
         self._selected: list[CellSpec] | None = None
-        self._analyses: Any = None
+        self._analyses: AnalysisStage | None = None
         #: cells whose test body ran (reported by workers too): the gate's scope; their test-record digests
         self.cell_ids: set[str] = set()
         self.test_shas: dict[str, str] = {}
-        self._test_keys: dict[str, Any] = {}
+        self._test_keys: dict[str, np.ndarray] = {}
         #: a per-task analysis was handed to the controller by a worker (xdist): it runs at the end
         self.task_analyses_deferred = False
         self._folding: dict[str, _Folded] = {}
@@ -94,7 +102,7 @@ class RunSession:
 
     # -- lazily built parts --------------------------------------------------------------------------
     @property
-    def runner(self) -> Any:
+    def runner(self) -> Runner:
         if self._runner is None:
             from .runner import Runner
 
@@ -111,7 +119,7 @@ class RunSession:
         return self.reports_dir / self.run_id
 
     @property
-    def run_dir(self) -> Any:
+    def run_dir(self) -> RunDir:
         if self._run_dir is None:
             from ..results import RunDir
 
@@ -119,7 +127,7 @@ class RunSession:
         return self._run_dir
 
     @property
-    def gate(self) -> Any:
+    def gate(self) -> Gate:
         if self._gate is None:
             from ..gate.session import Gate
 
@@ -153,7 +161,8 @@ class RunSession:
         if self._shard is None:
             from .shard import assign_shards, cell_cost, recorded_encode_rates, shard_digest
 
-            k, n = self.settings.shard  # type: ignore[misc]
+            assert self.settings.shard is not None, "shard() runs under --ecgfm-shard only"
+            k, n = self.settings.shard
             cells = self.plan()
             records = self.runner.record_counts(sorted({c.task for c in cells}))
             rates = recorded_encode_rates(self.settings.cache_dir, as_of=self.settings.shard_as_of)
@@ -178,7 +187,8 @@ class RunSession:
     def selected(self) -> list[CellSpec]:
         if self._selected is None:
             self.select([])
-        return self._selected  # type: ignore[return-value]
+        assert self._selected is not None  # select() set it
+        return self._selected
 
     def task_analyses_here(self) -> bool:
         """Per-task analyses run in this session unless it is a shard (they need every shard's cells: merge
@@ -186,7 +196,7 @@ class RunSession:
         return not self.sharded and self.worker_id is None
 
     # -- cells ---------------------------------------------------------------------------------------------
-    def load_encoder(self, model: str) -> Any:
+    def load_encoder(self, model: str) -> Encoder:
         """The model's encoder, after checking that its thresholds and baselines are readable (a broken file
         errors the model's cells before anything is encoded); CellSkip where its weights are absent."""
         self.gate.validate([model])
@@ -198,7 +208,7 @@ class RunSession:
         self.runner.release_model(model)
         gc.collect()
 
-    def run_cell(self, cell: CellSpec, encoder: Any) -> Any:
+    def run_cell(self, cell: CellSpec, encoder: Encoder) -> CellResult:
         """Run a cell, save its test scores and append its result; CellSkip where it cannot run."""
         from .runner import run_cell
 
@@ -208,7 +218,7 @@ class RunSession:
         self._test_keys[cell.id] = out.test_keys
         return out.result
 
-    def check(self, cell: CellSpec, result: Any) -> Any:
+    def check(self, cell: CellSpec, result: CellResult) -> CellVerdict:
         """The cell's gate verdict (floor, regression vs baseline): ``.failures``, ``.properties()``."""
         return self.gate.check(cell, result, self._test_keys.pop(cell.id, None))
 
@@ -227,7 +237,7 @@ class RunSession:
             if state.outcome not in ("failed", "error"):
                 state.outcome, state.reason = "error", phase.reason
         elif phase.when == "call" or phase.outcome == "skipped":
-            state.outcome = phase.outcome  # type: ignore[assignment]
+            state.outcome = phase.outcome
             state.reason = None if phase.outcome == "passed" else phase.reason
         if phase.when == "teardown":
             del self._folding[nodeid]
@@ -239,7 +249,7 @@ class RunSession:
 
     # -- analyses ---------------------------------------------------------------------------------------------
     @property
-    def analyses(self) -> Any:
+    def analyses(self) -> AnalysisStage:
         """The analysis stage over the selected cells (one per process)."""
         if self._analyses is None:
             from ..report.figures import figures_for
@@ -250,10 +260,10 @@ class RunSession:
 
     def run_pair_analysis(self, name: str, model: str, task: str) -> dict[str, Any]:
         """One analysis of a (model, task) pair: raises CellSkip or AnalysisSkip where it does not apply."""
-        return self.analyses.run_pair_analysis(name, model, task)  # type: ignore[no-any-return]
+        return self.analyses.run_pair_analysis(name, model, task)
 
-    def run_task_analysis(self, target: Any) -> dict[str, Any]:
-        return self.analyses.run_task_analysis(target)  # type: ignore[no-any-return]
+    def run_task_analysis(self, target: Target) -> dict[str, Any]:
+        return self.analyses.run_task_analysis(target)
 
     # -- the end of the run ------------------------------------------------------------------------------------
     def finish(self, exitstatus: int) -> Finished | None:
@@ -285,7 +295,8 @@ class RunSession:
         shard = None
         if self.sharded:
             cells, digest = self.shard()
-            k, n = s.shard  # type: ignore[misc]
+            assert s.shard is not None  # sharded
+            k, n = s.shard
             shard = ShardMeta(index=k, count=n, split_sha256=digest, cells=tuple(c.id for c in cells))
         RunMeta.of(self.run_id, results, exitstatus=1 if done.failure else int(exitstatus), seeds=s.seeds,
                    probes=s.probes, n_boot=s.n_boot, environment=environment(), git_commit=git_commit(),
@@ -301,7 +312,7 @@ class RunSession:
         self.finished = done
         return done
 
-    def _finish_gate(self, results: list[Any], run_path: Path) -> Any:
+    def _finish_gate(self, results: list[CellResult], run_path: Path) -> GateSummary:
         """Baseline updates and obtained files for the cells that ran in this session; ``gate.json``."""
         from ..gate.session import GateSummary
 
@@ -312,7 +323,7 @@ class RunSession:
         summary.write(run_path / "gate.json")
         return summary
 
-    def _run_task_analyses(self, run: Any, done: Finished) -> None:
+    def _run_task_analyses(self, run: RunDir, done: Finished) -> None:
         from ..report.figures import figures_for
         from .analyses import run_task_analyses
 

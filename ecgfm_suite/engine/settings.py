@@ -12,11 +12,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import SpecError
 from ..storage import StorePath, location
 from .shard import parse_shard
+
+if TYPE_CHECKING:  # type-only: the cache module imports filelock and the storage backends, preprocess scipy
+    from ..data.preprocess import WindowPolicy
+    from ..embeddings.cache import CacheMode
+
+T = TypeVar("T")
 
 
 def _path(value: str) -> Path:
@@ -41,7 +47,7 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def _distinct(values: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+def _distinct(values: tuple[T, ...], what: str) -> tuple[T, ...]:
     """Refuse a repeated entry: a seed counted twice would weigh double in the mean and CI."""
     repeated = sorted({str(v) for v in values if values.count(v) > 1})
     if repeated:
@@ -176,7 +182,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tasks", "tasks", "ECGFM_TASKS", None, _csv,
            "comma list of task ids (default: every task whose data is present)"),
     Option("scarcity", "scarcity", "ECGFM_SCARCITY", None, _csv,
-           "comma list of scarcity levels (frac1..frac100, shot1..shot20); default frac10,frac100 (+shot10 for small tasks)"),
+           "comma list of scarcity levels (frac1..frac100, shot1..shot20); default frac10,frac100 "
+           "(+shot10 for small tasks)"),
     Option("seeds", "seeds", "ECGFM_SEEDS", "3", _seeds,
            "number of seeds (N → 0..N-1) or a comma list of distinct seeds >= 0; seeds vary the training subset "
            "and the probe"),
@@ -188,8 +195,14 @@ OPTIONS: tuple[Option, ...] = (
            "cores); more helps only where cores are idle: on 2 busy cores one process was fastest"),
     Option("workers", "workers", "ECGFM_WORKERS", "auto", _workers,
            "processes that fit a cell's seeds and run the analyses, this one included: auto = the available "
-           "cores + 1 (1 on one core or on a pytest-xdist worker), 1 = everything in the pytest process; worker processes are "
-           "spawned, so a script that calls the library needs the usual `if __name__ == \"__main__\":` guard"),
+           "cores + 1 (1 on one core or on a pytest-xdist worker), 1 = everything in the pytest process; "
+           "worker processes are spawned, so a script that calls the library needs the usual "
+           "`if __name__ == \"__main__\":` guard"),
+    Option("windows", "windows", "ECGFM_WINDOWS", "cover", _choice("cover", "official", "first"),
+           "which windows of a record are embedded (their embeddings averaged per record): cover = windows tiling "
+           "the whole record, the last aligned to its end; official = each model's official test-time windows "
+           "(ST-MEM's 3 crops, ECG-FM's and ECG-CPC's non-overlapping windows, else the first); first = the first "
+           "window only. Overrides a model file's `windows`, which overrides the default"),
     Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
            "torch device: auto picks CUDA when present, else CPU"),
     Option("cache", "cache", "ECGFM_CACHE", "use", _choice("use", "refresh", "off"),
@@ -240,7 +253,7 @@ class Settings:
     probes: tuple[str, ...]
     n_boot: int
     device: str
-    cache: str
+    cache: CacheMode
     allow_random_init: bool
     strict: bool
     checkpoints: tuple[tuple[str, Path], ...] = ()
@@ -255,6 +268,8 @@ class Settings:
     read_workers: int = 1
     #: processes for probe seeds and analyses (None: the available cores + 1)
     workers: int | None = None
+    #: record-level window policy (``InputSpec.window_policy``) of models whose spec names none
+    windows: WindowPolicy = "cover"
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: option dest → where the user set it (its flag, environment variable or ini key); defaults are absent
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -324,7 +339,8 @@ def resolve(cli: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None 
     for opt in OPTIONS:
         raw: Any = None
         source = "default"
-        for candidate, where in ((cli.get(opt.dest), opt.cli), (env.get(opt.env), opt.env), (ini.get(opt.dest), opt.ini)):
+        for candidate, where in ((cli.get(opt.dest), opt.cli), (env.get(opt.env), opt.env),
+                                 (ini.get(opt.dest), opt.ini)):
             if candidate not in (None, "", [], False):
                 raw, source = candidate, where
                 break

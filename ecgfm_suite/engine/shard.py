@@ -93,7 +93,7 @@ def recorded_encode_rates(cache_dir: Path | StorePath, as_of: dt.datetime | None
 def _written(manifest: Path | StorePath) -> dt.datetime:
     if isinstance(manifest, StorePath):
         return manifest.modified()
-    return dt.datetime.fromtimestamp(manifest.stat().st_mtime, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(manifest.stat().st_mtime, tz=dt.UTC)
 
 
 def cell_cost(records: Mapping[str, int], rates: Mapping[str, float]) -> Callable[[CellSpec], float]:

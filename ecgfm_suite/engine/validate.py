@@ -38,4 +38,5 @@ def validate(settings: Settings) -> None:
         plans = model_plans(settings)  # loads the model files and checks every named checkpoint
         for model in settings.models or ():
             if model not in plans:
-                raise SpecError(f"unknown model {model!r} (known: {', '.join(sorted(plans))})", settings.source("models"))
+                raise SpecError(f"unknown model {model!r} (known: {', '.join(sorted(plans))})",
+                                settings.source("models"))

@@ -39,16 +39,20 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from .._io import sha256_json, write_atomic
 from ..errors import BaselineError, SpecError
-from ..results.cell import CellSpec, is_id_part
+from ..results.cell import CellResult, CellSpec, is_id_part
+
+T = TypeVar("T")
+#: builds the error naming the baseline file: ``raise bad(reason)``
+Bad = Callable[[str], BaselineError]
 
 SCHEMA_VERSION = 2
 #: schemas this suite reads (1: one entry per cell, no entry count or digest in the header)
@@ -73,11 +77,13 @@ OBTAINED_BANNER = ("# ecgfm-suite: results of cells without an entry in the base
 
 
 def preprocessing_sha256(preprocessing: Mapping[str, Any]) -> str:
-    """Digest of a model's InputSpec dict: equal specs give equal digests whatever the container types."""
-    return sha256_json(dict(preprocessing))
+    """Digest of a model's InputSpec dict (its window policy included): equal specs give equal digests whatever
+    the container types. The windows per record a cell's datasets got are left out: they describe the data, not
+    the model's preprocessing, and differ from task to task."""
+    return sha256_json({k: v for k, v in preprocessing.items() if k != "windows_per_record"})
 
 
-def digest_test_records(keys: Iterable[Any]) -> str:
+def digest_test_records(keys: Iterable[object]) -> str:
     """Digest of the records a cell was tested on: a data subset or a changed split differs here even when
     every dataset version is the same."""
     return sha256_json(sorted(str(k) for k in keys))
@@ -108,7 +114,7 @@ class BaselineEntry:
         return CellSpec.from_id(self.cell_id).model
 
     @classmethod
-    def from_result(cls, result: Any, *, test_sha256: str | None = None,
+    def from_result(cls, result: CellResult, *, test_sha256: str | None = None,
                     decimals: int | None = DECIMALS) -> BaselineEntry:
         """The entry a CellResult would be accepted as (rounded as written unless ``decimals`` is None)."""
         main = result.main
@@ -325,7 +331,7 @@ def content_sha256(header: Mapping[str, Any], results: Mapping[str, Any]) -> str
                         "results": dict(results)})
 
 
-def _check_integrity(head: Mapping[str, Any], results: Mapping[str, Any], n_entries: int, bad: Any) -> None:
+def _check_integrity(head: Mapping[str, Any], results: Mapping[str, Any], n_entries: int, bad: Bad) -> None:
     """The header's entry count and digest against what the file holds: a file cut at an entry boundary,
     or edited without the writer, would otherwise silently turn the gate off for the lost entries."""
     count = head["entries"]
@@ -385,7 +391,7 @@ def _model_of(path: Path) -> str | None:
     return None
 
 
-def _most_common(values: Iterable[Any]) -> Any:
+def _most_common(values: Iterable[T]) -> T | None:
     counts = Counter(values)
     if not counts:
         return None
@@ -393,7 +399,7 @@ def _most_common(values: Iterable[Any]) -> Any:
 
 
 def _exact_keys(mapping: dict[str, Any], required: frozenset[str], optional: frozenset[str], where: str,
-                bad: Any) -> None:
+                bad: Bad) -> None:
     missing = sorted(required - set(mapping))
     unknown = sorted(set(mapping) - required - optional, key=str)
     if missing or unknown:
@@ -402,7 +408,7 @@ def _exact_keys(mapping: dict[str, Any], required: frozenset[str], optional: fro
         raise bad(f"{where}: {'; '.join(parts)}")
 
 
-def _provenance(raw: dict[str, Any], where: str, bad: Any, *, partial: bool) -> dict[str, Any]:
+def _provenance(raw: dict[str, Any], where: str, bad: Bad, *, partial: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "checkpoint_sha256" in raw or not partial:
         sha = raw.get("checkpoint_sha256")
@@ -432,14 +438,14 @@ def _provenance(raw: dict[str, Any], where: str, bad: Any, *, partial: bool) -> 
     return out
 
 
-def _number(item: dict[str, Any], key: str, where: str, bad: Any) -> float:
+def _number(item: dict[str, Any], key: str, where: str, bad: Bad) -> float:
     value = item[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise bad(f"{where}.{key} must be a finite number, got {value!r}")
     return float(value)
 
 
-def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Any, where: str) -> BaselineEntry:
+def _entry(cell_id: Any, item: Any, model: str, header: dict[str, Any], bad: Bad, where: str) -> BaselineEntry:
     from ..metrics import METRICS
 
     try:

@@ -80,7 +80,7 @@ class RunComparison:
                          "-" if c.change is None else f"{c.change:+.4f}",
                          "-" if c.allowed is None else f"{c.allowed:.4f}", str(c.status)])
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         for c in self.comparisons:
             if c.status is not Status.PASS and (c.problems or c.notes):

@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import SpecError
-from ..results.cell import CellSpec
+from ..results.cell import CellResult, CellSpec
+
+if TYPE_CHECKING:  # type-only: the task catalog is imported when a thresholds file names a task
+    from ..data.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,7 @@ def _mapping(value: Any, path: Path, where: str, what: str) -> dict[Any, Any]:
     return value
 
 
-def _task(task: str, path: Path, where: str) -> Any:
+def _task(task: str, path: Path, where: str) -> TaskSpec:
     """The task spec of a key (SpecError naming the key, with close matches, for an unknown task id)."""
     from ..data.tasks import TASKS
 
@@ -131,7 +134,7 @@ def _floor(value: Any, task: str, path: Path, where: str) -> None:
                         f"[{info.low:g}, {info.high:g}]", path)
 
 
-def check_cell(result: Any, floor: float | None) -> list[str]:
+def check_cell(result: CellResult, floor: float | None) -> list[str]:
     """Failure messages for a cell result: non-finite or out-of-range metrics, main metric below floor."""
     from ..metrics import METRICS
 

@@ -10,6 +10,7 @@ against) makes a cell whose data has no entry fail instead of passing as "no bas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -20,7 +21,7 @@ from typing import Any
 
 from .._io import write_atomic
 from ..errors import BaselineError
-from ..results.cell import CellSpec
+from ..results.cell import CellResult, CellSpec
 from .baselines import (
     OBTAINED_BANNER,
     Baseline,
@@ -206,31 +207,31 @@ class Gate:
         for model in sorted(set(models)):
             self.store.load(model)
 
-    def compare(self, result: Any, test_sha256: str | None) -> Comparison:
+    def compare(self, result: CellResult, test_sha256: str | None) -> Comparison:
         """Decision for a result against its committed entry (BaselineError if the file is broken)."""
         baseline = self.store.load(result.model)
         entries = baseline.for_cell(result.cell_id) if baseline is not None else ()
         candidate = BaselineEntry.from_result(result, test_sha256=test_sha256, decimals=None)
         return decide(candidate, entries, self.config.for_task(result.task), strict=self.strict)
 
-    def check(self, cell: CellSpec, result: Any, test_keys: Iterable[Any] | None = None) -> CellVerdict:
+    def check(self, cell: CellSpec, result: CellResult, test_keys: Iterable[object] | None = None) -> CellVerdict:
         """Verdict of a cell that just ran, given the keys of the records it was tested on."""
         floor_failures = tuple(check_cell(result, self.floors.floor_for(cell)))
-        common = {"cell_id": cell.id, "floor_failures": floor_failures, "baseline_path": self.store.path(cell.model),
-                  "update": self.update}
+        verdict = CellVerdict(cell_id=cell.id, floor_failures=floor_failures, baseline_path=self.store.path(cell.model),
+                              update=self.update)
         sha = None if test_keys is None else digest_test_records(test_keys)
         try:
-            return CellVerdict(comparison=self.compare(result, sha), **common)
+            return dataclasses.replace(verdict, comparison=self.compare(result, sha))
         except BaselineError as exc:
-            return CellVerdict(baseline_error=str(exc), **common)
+            return dataclasses.replace(verdict, baseline_error=str(exc))
 
-    def finish(self, results: Iterable[Any], test_shas: Mapping[str, str] | None = None) -> GateSummary:
+    def finish(self, results: Iterable[CellResult], test_shas: Mapping[str, str] | None = None) -> GateSummary:
         """Decisions for the cells that ran; write baselines (update mode) and obtained files.
 
         ``test_shas``: cell id → digest of its test records, as the cells' verdicts reported them.
         """
         test_shas = test_shas or {}
-        per_model: dict[str, list[Any]] = defaultdict(list)
+        per_model: dict[str, list[CellResult]] = defaultdict(list)
         for r in results:
             per_model[r.model].append(r)
         comparisons: list[Comparison] = []

@@ -5,16 +5,22 @@ only (``thresholds.tune_thresholds``); without validation arrays those metrics a
 out rather than computed at an arbitrary threshold. Macro averages run over the classes
 present in the test set (multilabel: with at least one positive and one negative there),
 which is also what the bootstrap strata preserve.
+
+``evaluate_classes`` also reports each class's AUROC and AUPRC (multiclass and multilabel):
+the per-class values are the rows the macro averages, computed in the same kernel pass on
+the same resamples, so they cost no extra sort and agree with the macro by construction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import DataError, SpecError
 from . import kernels
@@ -48,6 +54,50 @@ class MetricCI:
                    se=float(data["se"]), n_boot=int(data["n_boot"]))
 
 
+#: the metrics reported per class, in the order ``kernels.ranking_from_groups`` returns them: they need no
+#: threshold, so a class's value means the same in every cell
+PER_CLASS_METRICS = ("auroc", "auprc")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassMetrics:
+    """One class of a multiclass or multilabel task on the test set: its ranking metrics with bootstrap CIs.
+
+    A class without both a positive and a negative test record has no AUROC or AUPRC: ``metrics`` is
+    empty and ``undefined`` says why, so a reader never mistakes it for a chance-level (0.5) class.
+    """
+
+    #: the class's index (multiclass label, multilabel column)
+    index: int
+    n_positive: int
+    #: positives / test records
+    prevalence: float
+    #: ``PER_CLASS_METRICS`` → value and CI; empty where undefined
+    metrics: Mapping[str, MetricCI]
+    undefined: str | None = None
+
+
+class Evaluation(NamedTuple):
+    """``evaluate_classes``' result: the macro metrics and, for multiclass/multilabel tasks, every class's."""
+
+    metrics: dict[str, MetricCI]
+    #: one per class of the task in class order; () for binary and regression tasks (the macro is the class)
+    classes: tuple[ClassMetrics, ...]
+
+
+def class_positives(task_type: str, y: npt.ArrayLike, n_classes: int) -> np.ndarray:
+    """Records that are positive for each class: (n_classes,) counts of multiclass labels or multilabel columns.
+
+    Shared by the test prevalence here and the training-subset prevalence of a cell's seeds.
+    """
+    arr = np.asarray(y)
+    if task_type == "multiclass":
+        return np.bincount(arr.astype(np.int64).ravel(), minlength=n_classes)[:n_classes]
+    if task_type == "multilabel":
+        return arr.reshape(len(arr), -1).astype(bool).sum(axis=0)[:n_classes]
+    raise SpecError(f"{task_type} tasks have no per-class counts", "task_type")
+
+
 @dataclass(frozen=True, slots=True)
 class _Columns:
     """A task's test arrays reduced to what the kernels need, one column per evaluated class."""
@@ -61,10 +111,25 @@ class _Columns:
     #: regression: targets and estimates (n,)
     target: np.ndarray | None = None
     estimate: np.ndarray | None = None
+    #: multiclass/multilabel: the class index of each evaluated column, and the task's number of classes
+    classes: np.ndarray | None = None
+    n_classes: int = 0
 
     @property
     def n(self) -> int:
-        return len(self.target if self.pos is None else self.pos)
+        rows = self.target if self.pos is None else self.pos
+        assert rows is not None  # regression columns hold a target, classification ones pos
+        return len(rows)
+
+    def classification(self) -> tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]]:
+        """(pos, score, pred) of classification columns."""
+        assert self.pos is not None and self.score is not None and self.pred is not None, "not classification"
+        return self.pos, self.score, self.pred
+
+    def regression(self) -> tuple[np.ndarray, np.ndarray]:
+        """(target, estimate) of regression columns."""
+        assert self.target is not None and self.estimate is not None, "not regression"
+        return self.target, self.estimate
 
     def metric_ids(self) -> tuple[str, ...]:
         ids = metrics_for(self.task_type)
@@ -72,26 +137,36 @@ class _Columns:
 
     def values(self, W: np.ndarray, which: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """Metrics (all, or those in ``which``) for each weight row: metric id → (B,)."""
+        return self.values_by_class(W, which)[0]
+
+    def values_by_class(self, W: np.ndarray, which: Collection[str] | None = None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``values``, and the per-class rows that its ranking metrics average: metric id → (K, B), one row per
+        evaluated column (returned, not recomputed: the ranking kernels are the bootstrap's main cost)."""
         wanted = set(self.metric_ids() if which is None else which)
         out: dict[str, np.ndarray] = {}
+        by_class: dict[str, np.ndarray] = {}
         if self.pos is None:
+            target, estimate = self.regression()
             for metric, kernel in (("mae", kernels.mae), ("r2", kernels.r2)):
                 if metric in wanted:
-                    out[metric] = kernel(self.target, self.estimate, W)
-            return out
-        if wanted & {"auroc", "auprc"}:
-            per_class = [kernels.ranking_from_groups(*kernels.score_groups(self.pos[:, k], self.score[:, k], W))
-                         for k in range(self.pos.shape[1])]
-            for i, metric in enumerate(("auroc", "auprc")):
+                    out[metric] = kernel(target, estimate, W)
+            return out, by_class
+        pos, score, pred = self.classification()
+        if wanted & set(PER_CLASS_METRICS):
+            per_class = [kernels.ranking_from_groups(*kernels.score_groups(pos[:, k], score[:, k], W))
+                         for k in range(pos.shape[1])]
+            for i, metric in enumerate(PER_CLASS_METRICS):
                 if metric in wanted:
-                    out[metric] = np.mean([values[i] for values in per_class], axis=0)
+                    by_class[metric] = np.array([values[i] for values in per_class])
+                    out[metric] = by_class[metric].mean(axis=0)
         if "f1" in wanted:
-            out["f1"] = kernels.f1(*kernels.confusion(self.pos, self.pred["f1"], W)[:3]).mean(axis=1)
+            out["f1"] = kernels.f1(*kernels.confusion(pos, pred["f1"], W)[:3]).mean(axis=1)
         if "balanced_accuracy" in wanted:
-            counts = kernels.confusion(self.pos, self.pred["balanced_accuracy"], W)
+            counts = kernels.confusion(pos, pred["balanced_accuracy"], W)
             ba = kernels.balanced_accuracy(*counts, recall_only=self.task_type == "multiclass")
             out["balanced_accuracy"] = ba.mean(axis=1)
-        return out
+        return out, by_class
 
     def ranked(self) -> _Columns:
         """Scores replaced by mid-ranks / n per class: same ranking metrics, comparable across models."""
@@ -99,19 +174,21 @@ class _Columns:
             return self
         from scipy.stats import rankdata
 
-        return _Columns(self.task_type, self.pos, rankdata(self.score, axis=0) / self.n, self.pred)
+        return dataclasses.replace(self, score=rankdata(self.score, axis=0) / self.n)
 
     def stack(self, other: _Columns) -> _Columns:
         """Both models' records one after the other (2n virtual records) for the permutation test."""
         if self.pos is None:
-            return _Columns(self.task_type, target=np.r_[self.target, other.target],
-                            estimate=np.r_[self.estimate, other.estimate])
-        return _Columns(self.task_type, np.r_[self.pos, other.pos], np.r_[self.score, other.score],
-                        {m: np.r_[self.pred[m], other.pred[m]] for m in self.pred})
+            (target, estimate), (other_target, other_estimate) = self.regression(), other.regression()
+            return _Columns(self.task_type, target=np.r_[target, other_target],
+                            estimate=np.r_[estimate, other_estimate])
+        (pos, score, pred), (other_pos, other_score, other_pred) = self.classification(), other.classification()
+        return _Columns(self.task_type, np.r_[pos, other_pos], np.r_[score, other_score],
+                        {m: np.r_[pred[m], other_pred[m]] for m in pred})
 
 
-def _columns(task_type: str, y_true: Any, scores: Any, y_val: Any = None, scores_val: Any = None, *,
-             name: str = "scores") -> tuple[_Columns, np.ndarray]:
+def _columns(task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLike, y_val: npt.ArrayLike | None = None,
+             scores_val: npt.ArrayLike | None = None, *, name: str = "scores") -> tuple[_Columns, np.ndarray]:
     """Validate the arrays and build the evaluated columns; also returns the checked labels."""
     check_task_type(task_type)
     n_classes = np.shape(scores)[1] if task_type == "multiclass" and np.ndim(scores) == 2 else None
@@ -128,7 +205,8 @@ def _columns(task_type: str, y_true: Any, scores: Any, y_val: Any = None, scores
             raise DataError(f"test set has a single class ({present.tolist()})", "y_true")
         pos = y[:, None] == present[None, :]
         argmax = np.argmax(s, axis=1)[:, None] == present[None, :]
-        return _Columns(task_type, pos, s[:, present], {"f1": argmax, "balanced_accuracy": argmax}), y
+        return _Columns(task_type, pos, s[:, present], {"f1": argmax, "balanced_accuracy": argmax},
+                        classes=present, n_classes=s.shape[1]), y
     labels = y.reshape(len(y), -1).astype(bool)
     score = s.reshape(len(y), -1)
     keep = labels.any(axis=0) & ~labels.all(axis=0)
@@ -142,13 +220,47 @@ def _columns(task_type: str, y_true: Any, scores: Any, y_val: Any = None, scores
         for metric in ("f1", "balanced_accuracy"):
             thresholds = tune_thresholds(yv, sv, metric)
             pred[metric] = (score >= thresholds[None, :])[:, keep]
-    return _Columns(task_type, labels[:, keep], score[:, keep], pred), y
+    classes = np.flatnonzero(keep) if task_type == "multilabel" else None
+    columns = _Columns(task_type, labels[:, keep], score[:, keep], pred, classes=classes, n_classes=labels.shape[1])
+    return columns, y
 
 
-def _distribution(columns: _Columns, idx: np.ndarray, which: Collection[str] | None = None) -> dict[str, np.ndarray]:
-    """Each metric on each resample (rows of ``idx``), in memory-bounded chunks: id → (B,)."""
-    parts = [columns.values(count_matrix(idx[rows], columns.n), which) for rows in row_chunks(len(idx), columns.n)]
-    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+def _distribution(columns: _Columns, idx: np.ndarray, which: Collection[str] | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each metric on each resample (rows of ``idx``), in memory-bounded chunks: id → (B,), and the per-class
+    ranking metrics: id → (K, B)."""
+    parts = [columns.values_by_class(count_matrix(idx[rows], columns.n), which)
+             for rows in row_chunks(len(idx), columns.n)]
+    return ({m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]},
+            {m: np.concatenate([p[1][m] for p in parts], axis=1) for m in parts[0][1]})
+
+
+def _metric_ci(value: float, samples: np.ndarray) -> MetricCI:
+    low, high, se, n_ok = percentile_ci(samples)
+    return MetricCI(value=float(value), ci_low=low, ci_high=high, se=se, n_boot=n_ok)
+
+
+def _class_metrics(columns: _Columns, y: np.ndarray, point: Mapping[str, np.ndarray],
+                   boot: Mapping[str, np.ndarray]) -> tuple[ClassMetrics, ...]:
+    """Every class of the task (evaluated columns from ``point``/``boot`` rows, the others undefined with why)."""
+    if columns.classes is None:
+        return ()
+    positives = class_positives(columns.task_type, y, columns.n_classes)
+    row = {int(k): i for i, k in enumerate(columns.classes)}
+    out = []
+    for k, n_pos in enumerate(positives.tolist()):
+        undefined = None
+        metrics: dict[str, MetricCI] = {}
+        if k in row:
+            metrics = {m: _metric_ci(point[m][row[k], 0], boot[m][row[k]]) for m in point}
+        elif n_pos == 0:
+            whose = "record of this class" if columns.task_type == "multiclass" else "positive record of this class"
+            undefined = f"no {whose} in the test split: AUROC and AUPRC are undefined"
+        else:
+            undefined = "every test record is positive for this class (no negative): AUROC and AUPRC are undefined"
+        out.append(ClassMetrics(index=k, n_positive=int(n_pos), prevalence=n_pos / len(y), metrics=metrics,
+                                undefined=undefined))
+    return tuple(out)
 
 
 def _check_n_boot(n_boot: int) -> None:
@@ -156,23 +268,33 @@ def _check_n_boot(n_boot: int) -> None:
         raise SpecError(f"n_boot must be an integer >= 2, got {n_boot!r}", "n_boot")
 
 
-def evaluate(task_type: str, y_true: Any, scores: Any, *, y_val: Any = None, scores_val: Any = None,
-             n_boot: int = 1000, seed: int = 0) -> dict[str, MetricCI]:
+def evaluate(task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLike, *, y_val: npt.ArrayLike | None = None,
+             scores_val: npt.ArrayLike | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, MetricCI]:
     """Every metric of the task type on the test arrays, each with a stratified-bootstrap 95% CI."""
+    return evaluate_classes(task_type, y_true, scores, y_val=y_val, scores_val=scores_val, n_boot=n_boot,
+                            seed=seed).metrics
+
+
+def evaluate_classes(task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLike, *,
+                     y_val: npt.ArrayLike | None = None, scores_val: npt.ArrayLike | None = None, n_boot: int = 1000,
+                     seed: int = 0) -> Evaluation:
+    """``evaluate``'s metrics plus, for multiclass and multilabel tasks, each class's AUROC and AUPRC.
+
+    A class's CI comes from the very resamples of the macro CI (a class-level and the macro interval
+    describe the same resampled test sets), and the macro is the plain mean of the defined classes'
+    values. Every class of the task is listed, the undefined ones with the reason (see ``ClassMetrics``).
+    """
     _check_n_boot(n_boot)
     columns, y = _columns(task_type, y_true, scores, y_val, scores_val)
-    point = columns.values(np.ones((1, columns.n)))
+    point, point_classes = columns.values_by_class(np.ones((1, columns.n)))
     idx = draw_indices(strata(task_type, y), n_boot, np.random.default_rng(seed))
-    boot = _distribution(columns, idx)
-    out = {}
-    for metric in columns.metric_ids():
-        low, high, se, n_ok = percentile_ci(boot[metric])
-        out[metric] = MetricCI(value=float(point[metric][0]), ci_low=low, ci_high=high, se=se, n_boot=n_ok)
-    return out
+    boot, boot_classes = _distribution(columns, idx)
+    metrics = {metric: _metric_ci(point[metric][0], boot[metric]) for metric in columns.metric_ids()}
+    return Evaluation(metrics, _class_metrics(columns, y, point_classes, boot_classes))
 
 
-def point_estimate(metric: str, task_type: str, y_true: Any, scores: Any, *, y_val: Any = None,
-                   scores_val: Any = None) -> float:
+def point_estimate(metric: str, task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLike, *,
+                   y_val: npt.ArrayLike | None = None, scores_val: npt.ArrayLike | None = None) -> float:
     """One metric on the full arrays, no bootstrap (probes use it to select hyper-parameters)."""
     columns, _ = _columns(task_type, y_true, scores, y_val, scores_val)
     if metric not in columns.metric_ids():
@@ -190,7 +312,7 @@ class PairedComparison(NamedTuple):
     p_value: float
 
 
-def infer_task_type(metric: str, y_true: Any, scores: Any) -> str:
+def infer_task_type(metric: str, y_true: npt.ArrayLike, scores: npt.ArrayLike) -> str:
     """The task type implied by a metric and array shapes (multilabel: 2-D labels)."""
     if "regression" in METRICS.get(metric).task_types:
         return "regression"
@@ -199,9 +321,10 @@ def infer_task_type(metric: str, y_true: Any, scores: Any) -> str:
     return "multiclass" if np.ndim(scores) == 2 else "binary"
 
 
-def paired_bootstrap(metric: str, y_true: Any, scores_a: Any, scores_b: Any, *, n_boot: int = 1000,
-                     seed: int = 0, task_type: str | None = None, y_val: Any = None, scores_val_a: Any = None,
-                     scores_val_b: Any = None) -> PairedComparison:
+def paired_bootstrap(metric: str, y_true: npt.ArrayLike, scores_a: npt.ArrayLike, scores_b: npt.ArrayLike, *,
+                     n_boot: int = 1000, seed: int = 0, task_type: str | None = None,
+                     y_val: npt.ArrayLike | None = None, scores_val_a: npt.ArrayLike | None = None,
+                     scores_val_b: npt.ArrayLike | None = None) -> PairedComparison:
     """Compare two models on the same test records.
 
     The CI resamples test indices (stratified as in ``evaluate``) and applies the same
@@ -219,13 +342,13 @@ def paired_bootstrap(metric: str, y_true: Any, scores_a: Any, scores_b: Any, *, 
     for col in (col_a, col_b):
         if metric not in col.metric_ids():
             raise SpecError(f"{metric} needs y_val and validation scores for both models", "metric")
-    if task_type == "multiclass" and col_a.pos.shape != col_b.pos.shape:
+    if task_type == "multiclass" and col_a.classification()[0].shape != col_b.classification()[0].shape:
         raise DataError("the two models' scores have different numbers of classes", "scores_b")
     rng = np.random.default_rng(seed)
     ones = np.ones((1, col_a.n))
     diff = float(col_a.values(ones, [metric])[metric][0] - col_b.values(ones, [metric])[metric][0])
     idx = draw_indices(strata(task_type, y), n_boot, rng)
-    boot = _distribution(col_a, idx, [metric])[metric] - _distribution(col_b, idx, [metric])[metric]
+    boot = _distribution(col_a, idx, [metric])[0][metric] - _distribution(col_b, idx, [metric])[0][metric]
     low, high, _, _ = percentile_ci(boot)
 
     stacked = col_a.ranked().stack(col_b.ranked()) if metric in ("auroc", "auprc") else col_a.stack(col_b)
@@ -237,6 +360,10 @@ def paired_bootstrap(metric: str, y_true: Any, scores_a: Any, scores_b: Any, *, 
     ])
     extreme = np.abs(null) >= abs(diff) - 1e-12
     return PairedComparison(diff, low, high, float((1 + extreme.sum()) / (1 + n_boot)))
+
+
+def _point(m: MetricCI | float) -> float:
+    return m.value if isinstance(m, MetricCI) else float(m)
 
 
 def aggregate_seeds(results: Sequence[Mapping[str, MetricCI | float]]) -> dict[str, tuple[float, float]]:
@@ -252,6 +379,6 @@ def aggregate_seeds(results: Sequence[Mapping[str, MetricCI | float]]) -> dict[s
             raise SpecError(f"seed result {i} has metrics {sorted(res)}, seed 0 has {sorted(keys)}", "results")
     out = {}
     for metric in sorted(keys):
-        vals = np.array([r[metric].value if isinstance(r[metric], MetricCI) else float(r[metric]) for r in results])
+        vals = np.array([_point(r[metric]) for r in results])
         out[metric] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else math.nan)
     return out

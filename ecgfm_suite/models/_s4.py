@@ -18,15 +18,18 @@ Classes are built lazily (:func:`s4_classes`) so that importing this module does
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 #: ``HippoSSKernel`` defaults used by ``S4Model`` (not overridden by ECG-CPC)
 DT_MIN, DT_MAX = 1e-3, 1e-1
 
 
-def fft_nodes(length: int) -> tuple[Any, Any]:
+def fft_nodes(length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``SSKernelNPLR._omega(L)``: ω_k = exp(−2πi/L)^k, k = 0..L/2; z_k = 2(1 − ω_k)/(1 + ω_k); complex64."""
     import torch
 
@@ -35,7 +38,7 @@ def fft_nodes(length: int) -> tuple[Any, Any]:
     return omega, 2 * (1 - omega) / (1 + omega)
 
 
-def hippo_legs_nplr(state_dim: int) -> tuple[Any, Any, Any]:
+def hippo_legs_nplr(state_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``nplr('legs', N, rank=1)``: eigenvalues w (N/2), low-rank P (1, N/2) and B (N/2), complex64.
 
     A_LegS + PᵀP is normal; its eigenvectors V diagonalise it, keeping one of each conjugate pair.
@@ -47,8 +50,8 @@ def hippo_legs_nplr(state_dim: int) -> tuple[Any, Any, Any]:
     q = np.arange(state_dim, dtype=np.float64)
     col, row = np.meshgrid(q, q)
     t = np.sqrt(2 * q + 1)
-    a = -(np.where(row >= col, 2 * q + 1, 0.0) - np.diag(q))
-    a = torch.as_tensor(t[:, None] * a / t[None, :], dtype=torch.float, device="cpu")
+    legs = -(np.where(row >= col, 2 * q + 1, 0.0) - np.diag(q))
+    a = torch.as_tensor(t[:, None] * legs / t[None, :], dtype=torch.float, device="cpu")
     p = torch.sqrt(0.5 + torch.arange(state_dim, dtype=torch.float, device="cpu")).unsqueeze(0)
     w, v = torch.linalg.eig(a + p.T @ p)
     w, v = w[0::2].contiguous(), v[:, 0::2].contiguous()
@@ -68,6 +71,15 @@ def s4_classes() -> dict[str, type]:
 
     class NPLRKernel(nn.Module):
         """``SSKernelNPLR`` (rank 1, not tied, not Hurwitz): parameters ``C``, state buffers, FFT-node cache."""
+
+        # the buffers registered in __init__
+        log_dt: torch.Tensor
+        B: torch.Tensor
+        P: torch.Tensor
+        w: torch.Tensor
+        Q: torch.Tensor
+        omega: torch.Tensor
+        z: torch.Tensor
 
         def __init__(self, d_model: int, state_dim: int, l_max: int, channels: int = 1):
             super().__init__()
@@ -179,7 +191,7 @@ def s4_classes() -> dict[str, type]:
             kernel.omega.copy_(torch.view_as_real(omega))
             kernel.z.copy_(torch.view_as_real(z))
             nn.init.normal_(self.D)
-            linear = self.output_linear[0]
+            linear = cast(TransposedLinear, self.output_linear[0])
             nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
             bound = 1 / math.sqrt(linear.weight.shape[1])
             nn.init.uniform_(linear.bias, -bound, bound)
@@ -196,7 +208,7 @@ def s4_classes() -> dict[str, type]:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = x.transpose(-1, -2)
-            for layer, norm in zip(self.s4_layers, self.norms):
+            for layer, norm in zip(self.s4_layers, self.norms, strict=True):
                 z = norm(x.transpose(-1, -2)).transpose(-1, -2) if self.prenorm else x
                 x = layer(z) + x
                 if not self.prenorm:

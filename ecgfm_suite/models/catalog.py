@@ -22,7 +22,8 @@ _SPECS = [
         input_spec=InputSpec(fs=100, leads=STD_LEADS, window=1000, bandpass=(0.5, 40.0), normalisation="zscore_lead"),
         config={"seed": 0, "channels": (32, 64, 128, 256, 256), "kernel_size": 7},
         control=True, licence_code="Apache-2.0", licence_weights="n/a (seeded random init)",
-        pooling="global average over time", description="seeded randomly initialised 1-D CNN: the control every FM must beat",
+        pooling="global average over time",
+        description="seeded randomly initialised 1-D CNN: the control every FM must beat",
     ),
     ModelSpec(
         id="handcrafted", family="handcrafted", loader=f"{_M}.controls:load_handcrafted", embed_dim=101,
@@ -96,7 +97,8 @@ _SPECS = [
         config={"seq_len": 2250, "patch_size": 75, "num_leads": 12, "embed_dim": 768, "depth": 12, "num_heads": 12,
                 "mlp_ratio": 4, "qkv_bias": True, "encoder_dim_head": 64},
         licence_code="CC-BY-NC-4.0 (VUNO, all rights reserved)", licence_weights="CC-BY-NC-4.0 / restricted",
-        pretrained_on=("challenge2021", "code15"), pooling="mean over lead×patch tokens, then LayerNorm; mean of 3 crops",
+        pretrained_on=("challenge2021", "code15"),
+        pooling="mean over lead×patch tokens, then LayerNorm; mean of 3 crops",
     ),
     ModelSpec(
         id="merl", family="merl", loader=f"{_M}.merl:load", embed_dim=512,

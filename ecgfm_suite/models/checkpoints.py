@@ -114,8 +114,8 @@ def load_torch(
     """Load a ``torch.save`` file without executing code from it.
 
     ``safe_types``: importable, harmless types added to torch's weights_only allow-list
-    (e.g. numpy scalars), either the object or ``(object, "qualified.name.in.file")``. ``stub_globals``: fnmatch patterns of qualified names that are
-    replaced by inert stubs (config classes of packages we do not import).
+    (e.g. numpy scalars), either the object or ``(object, "qualified.name.in.file")``. ``stub_globals``: fnmatch
+    patterns of qualified names that are replaced by inert stubs (config classes of packages we do not import).
     """
     import torch
 
@@ -138,7 +138,8 @@ def load_torch(
     safe_names = {t[1] if isinstance(t, tuple) else f"{t.__module__}.{t.__qualname__}" for t in safe_types}
     refused = sorted(
         g for g in unsafe
-        if g not in safe_names and g not in _real_globals() and not any(fnmatch.fnmatchcase(g, p) for p in stub_patterns)
+        if g not in safe_names and g not in _real_globals()
+        and not any(fnmatch.fnmatchcase(g, p) for p in stub_patterns)
     )
     if refused:
         raise CheckpointError(
@@ -220,7 +221,8 @@ def match_state_dict(
             key = re.sub(pattern, repl, key)
         cleaned[key] = value
     expected = module.state_dict()
-    missing = sorted(k for k in expected if k not in cleaned and not any(fnmatch.fnmatchcase(k, p) for p in ignore_missing))
+    missing = sorted(k for k in expected
+                     if k not in cleaned and not any(fnmatch.fnmatchcase(k, p) for p in ignore_missing))
     unexpected = sorted(k for k in cleaned if k not in expected)
     bad_shape = sorted(
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
@@ -243,7 +245,7 @@ def match_state_dict(
         problems.append(f"dtype mismatches: {'; '.join(bad_dtype[:20])}")
     if problems:
         raise CheckpointError("checkpoint does not match the architecture: " + " | ".join(problems), path)
-    module.load_state_dict({k: v for k, v in cleaned.items()}, strict=not ignore_missing)
+    module.load_state_dict(dict(cleaned), strict=not ignore_missing)
 
 
 def read_bytes_header(path: str | Path, n: int = 8) -> bytes:
@@ -258,7 +260,7 @@ def is_zip(path: str | Path) -> bool:
 def numpy_scalar_types() -> list[Any]:
     """numpy scalar/dtype globals as old (``numpy.core``) and new (``numpy._core``) pickles name them."""
     import numpy as np
+    from numpy._core.multiarray import scalar  # the pickled global itself
 
-    scalar = np._core.multiarray.scalar  # the pickled global itself
     return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype,
             *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]

@@ -30,6 +30,16 @@ Missing values (flat, noisy or very short windows, delineation failures) are imp
 and flagged by the indicators of group 3, so the vector is always finite and stateless (no
 median to fit); a probe that standardises features sees imputed entries at the flag's level.
 Per-lead features of 12 leads give 17 + 7 × 12 = 101 features.
+
+The P/T delineation calls neurokit2's private ``_prominence_ecg_delineator`` (what the public
+``nk.ecg_delineate(method="prominence")`` runs), kept for a measured reason: ``ecg_delineate`` then
+builds a per-sample DataFrame of every wave that this control does not use. Measured 2026-12-07
+23:50 UTC (neurokit2 0.3.0, 2-core machine at load 4.5 from other sessions, 20 LUDB records at 250 Hz,
+min of 3 passes): delineating one 10-s lead 2.0 ms private vs 6.3 ms public; the whole handcrafted
+embedding (preparation included) 12.9 vs 21.6 ms per 12-lead record, 78 vs 46 records/s. The waves are
+the same (``tests/models/test_controls.py``); ``tests/test_upstream_internals.py`` pins the name, its
+signature, and that it still gives ``ecg_delineate``'s waves beat for beat, saying what to re-check
+when a neurokit2 release changes it.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ def build_random_cnn(n_leads: int, channels: Sequence[int], kernel_size: int) ->
         conv = nn.Conv1d(c_in, c_out, kernel_size, stride=2, padding=kernel_size // 2)
         # variance-preserving init so activations neither vanish nor explode through 5 layers
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        assert conv.bias is not None  # Conv1d's default bias=True
         nn.init.zeros_(conv.bias)
         layers += [conv, nn.ReLU()]
         c_in = c_out
@@ -158,13 +169,12 @@ def _rhythm(peaks: np.ndarray, fs: float) -> list[float]:
 
 
 def prominence_delineator() -> Any:
-    """neurokit2's prominence delineator, the function ``nk.ecg_delineate(method="prominence")`` runs.
+    """neurokit2's private prominence delineator, the function ``nk.ecg_delineate(method="prominence")`` runs.
 
-    Called directly because ``ecg_delineate`` then builds a per-sample DataFrame we do not use,
-    which costs 3× the delineation itself (≈32 vs 9 ms per 10-s lead) and would cap the control
-    below 20 records/s; tests check that both give the same waves. Resolved outside any ``try``
-    so that a neurokit2 release that renames it fails loudly instead of flagging every interval
-    missing.
+    Called directly because ``ecg_delineate`` then builds a per-sample DataFrame we do not use (the
+    measured cost is in the module docstring); tests check that both give the same waves. Resolved
+    outside any ``try`` so that a neurokit2 release that renames it fails loudly instead of flagging
+    every interval missing.
     """
     return importlib.import_module("neurokit2.ecg.ecg_delineate")._prominence_ecg_delineator
 

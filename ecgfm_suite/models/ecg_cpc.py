@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: pickled globals of the Lightning checkpoint's hyper-parameters, read as inert stubs
 STUB_GLOBALS = (
@@ -144,7 +147,7 @@ def build_module(cfg: Mapping[str, Any]) -> Any:
             self.layers = nn.ModuleList(
                 nn.Sequential(nn.Conv1d(c_in, c_out, k, stride=s, padding=(k - 1) // 2, bias=False),
                               nn.BatchNorm1d(c_out), nn.ReLU())
-                for c_in, c_out, k, s in zip(chans[:-1], chans[1:], kss, strides)
+                for c_in, c_out, k, s in zip(chans[:-1], chans[1:], kss, strides, strict=True)
             )
 
         def forward(self, x: Any) -> Any:
@@ -227,7 +230,7 @@ class ECGCPCEncoder(TorchEncoder):
         return np.ascontiguousarray(resampy.resample(chunks, fs, spec.fs, axis=-1)[..., : spec.window],
                                     dtype=np.float32)
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: Wav2Vec2CMSCConfig fields with no effect on the eval-mode encoder (dropout, masking, the
 #: quantizer / contrastive heads we drop, data options handled by our preprocessing)
@@ -89,7 +92,6 @@ def parse_conv_layers(text: str) -> list[tuple[int, int, int]]:
 def _wav2vec2_classes() -> dict[str, type]:
     import math
 
-    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -125,6 +127,7 @@ def _wav2vec2_classes() -> dict[str, type]:
             super().__init__()
             conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
             nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * dim)))
+            assert conv.bias is not None  # Conv1d's default bias=True
             nn.init.constant_(conv.bias, 0.0)
             conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
             self.pos_conv = nn.Sequential(conv, SamePad(kernel), nn.GELU())
@@ -239,7 +242,7 @@ class EcgFmEncoder(TorchEncoder):
         y = (y - y.mean(axis=1, keepdims=True)) / (y.std(axis=1, keepdims=True) + 1e-8)  # Standardize
         return windows(y.astype(np.float32), spec.window, "all")
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return pool_tokens(self.module(x))
 
 
@@ -272,7 +275,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
     cfg = merge_config(spec.id, saved, config, ignored=_IGNORED)
     module = build_seeded(lambda: build_module(cfg))
     digest = None
-    if state is not None:
+    if state is not None and checkpoint is not None:
         finetuned = any(k.startswith(_FINETUNED_PREFIX + "feature_extractor.") for k in state)
         match_state_dict(
             module, state, path=checkpoint,

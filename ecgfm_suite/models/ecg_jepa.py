@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -31,6 +31,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: official ``ecg_jepa`` arguments without effect on the eval-mode context encoder (predictor,
 #: masking, regularisation, init) and the fixture manifest's class annotation
@@ -184,7 +187,7 @@ class ECGJEPAEncoder(TorchEncoder):
             y = sps.resample(y.astype(np.float64), round(y.shape[-1] * spec.fs / fs), axis=-1)
         return windows(y.astype(np.float32), spec.window, spec.window_mode, spec.n_crops)
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -39,6 +39,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: head arguments: ``use_ecgNet_Diagnosis`` is off in the released training, so no head is built
 _IGNORED = ("num_classes", "ps_head", "lin_ftrs_head", "bn_final_head", "bn_head", "act_head", "concat_pooling")
@@ -104,8 +107,9 @@ def _xresnet_classes() -> dict[str, type]:
             """The official ``init_cnn`` pass, RNG draw for draw: zero every bias (BatchNorm's too),
             kaiming-normal every conv, recursing pre-order. A ResBlock's children are ``convs``,
             ``convpath`` (= ``convs`` again) and ``idpath``, so its convs are drawn twice."""
-            if getattr(module, "bias", None) is not None:
-                nn.init.constant_(module.bias, 0.0)
+            bias = getattr(module, "bias", None)
+            if bias is not None:
+                nn.init.constant_(bias, 0.0)
             if isinstance(module, nn.Conv1d):
                 nn.init.kaiming_normal_(module.weight)
             children = [module.convs, module.convs, module.idpath] if isinstance(module, ResBlock) else \
@@ -142,7 +146,7 @@ class KedEncoder(TorchEncoder):
             y = sps.resample(y, int(y.shape[1] * spec.fs / fs), axis=1)
         return windows(y.astype(np.float32), spec.window, "first")
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).mean(-1)
 
 

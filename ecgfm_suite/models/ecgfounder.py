@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -29,6 +29,9 @@ from ._build import build_seeded, merge_config, state_entry
 from .checkpoints import load_torch, match_state_dict, numpy_scalar_types
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: official arguments without effect on the eval-mode trunk (dropout; the dropped ``dense`` head)
 _IGNORED = ("use_do", "n_classes", "return_features", "verbose")
@@ -178,7 +181,7 @@ class ECGFounderEncoder(TorchEncoder):
         y = (y - y.mean()) / (y.std() + 1e-8)
         return windows(y.astype(np.float32), spec.window, "first")
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).mean(-1)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..extras import require
 from ._build import merge_config
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _checked_file(spec: ModelSpec, checkpoint: Path | None, config: Mapping[str, Any] | None) -> Path:
@@ -53,7 +56,7 @@ def _check_output(encoder: Any, path: Path) -> None:
 
 
 class TorchScriptEncoder(TorchEncoder):
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
 
@@ -120,7 +123,8 @@ def load_onnx(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, 
         raise CheckpointError(f"expected one graph input (N, leads, window), found {[i.name for i in inputs]}", path)
     expected = (None, len(spec.input_spec.leads), spec.input_spec.window)
     declared = tuple(inputs[0].shape)
-    if len(declared) != 3 or any(isinstance(d, int) and e is not None and d != e for d, e in zip(declared, expected)):
+    if len(declared) != 3 or any(isinstance(d, int) and e is not None and d != e
+                                 for d, e in zip(declared, expected, strict=True)):
         raise CheckpointError(f"graph input {inputs[0].name!r} has shape {list(declared)}; the spec declares "
                               f"(N, {expected[1]}, {expected[2]})", path)
     encoder = ONNXEncoder(spec, session, checkpoint_sha256=sha256_path(path))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -44,6 +44,9 @@ from ._build import build_seeded, merge_config, state_entry
 from .checkpoints import load_safetensors, load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: HuBERTECGConfig arguments shared by the small/base/large releases (fm-specs.md §4)
 RELEASED_COMMON: dict[str, Any] = {
@@ -73,7 +76,8 @@ def hubert_config(cfg: Mapping[str, Any]) -> Any:
     """``HubertConfig`` with the architecture arguments; ``mask_time_prob`` > 0 keeps ``masked_spec_embed``."""
     from transformers import HubertConfig
 
-    return HubertConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}, mask_time_prob=0.33)
+    arguments: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
+    return HubertConfig(**arguments, mask_time_prob=0.33)
 
 
 def build_module(cfg: Mapping[str, Any]) -> Any:
@@ -109,7 +113,7 @@ class HuBERTECGEncoder(TorchEncoder):
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return official_input(x, fs, leads, self.input_spec)[None]
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(input_values=x).last_hidden_state.mean(dim=1)
 
 
@@ -127,7 +131,7 @@ def read_checkpoint(path: Path) -> tuple[Mapping[str, Any], dict[str, Any] | Non
         if not cfg_file.is_file():
             raise CheckpointError("Hugging Face folder without config.json", path)
         try:
-            arch = _arch_from(json.loads(cfg_file.read_text()), cfg_file)
+            arch: dict[str, Any] | None = _arch_from(json.loads(cfg_file.read_text()), cfg_file)
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"config.json is not valid JSON: {exc}", cfg_file) from exc
         if (path / "model.safetensors").is_file():
@@ -147,7 +151,9 @@ def read_checkpoint(path: Path) -> tuple[Mapping[str, Any], dict[str, Any] | Non
 
 
 def _same(a: Any, b: Any) -> bool:
-    norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+    def norm(v: Any) -> Any:
+        return list(v) if isinstance(v, (list, tuple)) else v
+
     return norm(a) == norm(b)
 
 
@@ -174,7 +180,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
             cfg.update(stored)
         digest = sha256_path(checkpoint)
     module = build_seeded(lambda: build_module(cfg))
-    if state is not None:
+    if state is not None and checkpoint is not None:
         match_state_dict(module, state, path=checkpoint, drop=DROP, rename=LEGACY_WEIGHT_NORM,
                          ignore_missing=("masked_spec_embed",))
     return HuBERTECGEncoder(spec, module, embed_dim=module.config.hidden_size, checkpoint_sha256=digest, device=device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: the official constructor's classifier size: only the dropped ``linear`` head depends on it
 _IGNORED = ("num_classes",)
@@ -57,6 +60,12 @@ def _resnet_classes() -> dict[str, type]:
 
     class ResNet(nn.Module):
         """``ResNet(BasicBlock, num_blocks)`` without ``linear``; ``forward`` returns the layer4 map (B, C, T)."""
+
+        # set in __init__ by name
+        layer1: nn.Sequential
+        layer2: nn.Sequential
+        layer3: nn.Sequential
+        layer4: nn.Sequential
 
         def __init__(self, num_blocks: Sequence[int], widths: Sequence[int], in_channels: int):
             super().__init__()
@@ -101,7 +110,7 @@ class MerlEncoder(TorchEncoder):
         y = (y - y.min()) / (y.max() - y.min() + 1e-8)
         return y[None].astype(np.float32)
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).mean(-1)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -36,6 +36,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 ARCH = "vit_transformer_sample_res_convtok_mh_1ch"
 #: the per-sample decoder and heads after the upper transformer (not part of the embedding)
@@ -62,6 +65,8 @@ def build_module(cfg: Mapping[str, Any]) -> Any:
     from torch import nn
 
     class CodecEncoder(nn.Module):
+        pos_enc: torch.Tensor  # a buffer registered in __init__
+
         def __init__(self, patch_size: int, d_model: int, n_heads: int, n_layers: int, mid_split: int, ff: int,
                      lower_kernel: int) -> None:
             super().__init__()
@@ -105,7 +110,7 @@ class OpenECGCodecEncoder(TorchEncoder):
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return rank_normalise(prepare(x, fs, tuple(leads), self.input_spec))
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
 
@@ -136,7 +141,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, *, config: Mapping[str, Any] 
     require(cfg["pos_type"] == "sinusoidal" and not cfg["use_lead_emb"] and not cfg["conv_stem"], spec.id,
             "only the released variant (sinusoidal positions, no lead embedding, no conv stem) is implemented")
     module = build_seeded(lambda: build_module(cfg))
-    if state is not None:
+    if state is not None and checkpoint is not None:
         match_state_dict(module, state, path=checkpoint, drop=DROP)
     return OpenECGCodecEncoder(spec, module, lead=lead, embed_dim=module.conv_tok.out_channels,
                                checkpoint_sha256=digest, device=device)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..data.preprocess import InputSpec, prepare
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -50,7 +53,7 @@ class TorchEncoder:
     def prepare(self, x: np.ndarray, fs: float, leads: Sequence[str]) -> np.ndarray:
         return prepare(x, fs, tuple(leads), self.input_spec)
 
-    def forward_embed(self, x: Any) -> Any:  # pragma: no cover - abstract
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def encode(self, batch: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal as sps
@@ -37,6 +37,9 @@ from ._build import build_seeded, merge_config, require, state_entry
 from .checkpoints import load_torch, match_state_dict
 from .protocol import TorchEncoder
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 #: ``ST_MEM`` arguments of the pretraining decoder/loss, and the fixture manifest's class annotation
 _IGNORED = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads", "norm_pix_loss", "norm_layer", "class_")
@@ -220,7 +223,7 @@ class STMEMEncoder(TorchEncoder):
             crops = sps.sosfiltfilt(sos, crops, axis=-1)
         return standardize(crops).astype(np.float32)
 
-    def forward_embed(self, x: Any) -> Any:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
 

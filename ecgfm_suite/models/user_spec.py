@@ -10,6 +10,8 @@ import path in the file. Keys::
     embed_dim: 512                 # required for exported graphs; else defaults to the family's
     config: {hidden_size: 512}     # official constructor arguments over the family's released ones
     input_spec: {fs: 100, window: 500, leads: [I, II]}   # InputSpec fields; defaults from the family
+    windows: official              # optional window policy: cover, official or first (InputSpec.window_policy);
+                                   # --ecgfm-windows, when set, overrides it; default cover
     pooling: mean over time        # optional free text
     description: ...               # optional
     pretrained_on: [ptbxl]         # optional: datasets seen in pretraining (flags contaminated tasks)
@@ -35,7 +37,8 @@ EXPORTED_FAMILIES = {
     "torchscript": "ecgfm_suite.models.exported:load_torchscript",
     "onnx": "ecgfm_suite.models.exported:load_onnx",
 }
-KEYS = ("id", "family", "checkpoint", "embed_dim", "config", "input_spec", "pooling", "description", "pretrained_on")
+KEYS = ("id", "family", "checkpoint", "embed_dim", "config", "input_spec", "windows", "pooling", "description",
+        "pretrained_on")
 REQUIRED = ("id", "family")
 _INPUT_FIELDS = tuple(f.name for f in dataclasses.fields(InputSpec))
 _TUPLE_FIELDS = ("leads", "bandpass")
@@ -62,13 +65,28 @@ def _input_spec(raw: Any, base: InputSpec | None, path: Path) -> InputSpec:
     unknown = sorted(set(raw) - set(_INPUT_FIELDS))
     if unknown:
         raise SpecError(f"unknown input_spec key(s) {unknown} (allowed: {', '.join(_INPUT_FIELDS)})", path)
-    fields = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in raw.items()}
+    fields: dict[str, Any] = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v
+                              for k, v in raw.items()}
     try:
         return dataclasses.replace(base, **fields) if base is not None else InputSpec(**fields)
     except SpecError as exc:
         raise SpecError(f"input_spec: {exc.reason}", path) from exc
     except TypeError as exc:
         raise SpecError(f"input_spec: {exc} (required without a family default: fs, leads, window)", path) from exc
+
+
+def _with_windows(raw: Mapping[str, Any], path: Path) -> Any:
+    """The ``input_spec`` mapping with the top-level ``windows`` key as its ``window_policy`` (the key is named
+    like ``--ecgfm-windows``); naming the policy both ways with different values is refused."""
+    spec = raw.get("input_spec")
+    if raw.get("windows") is None:
+        return spec
+    if not isinstance(spec, dict | None):
+        return spec  # ``_input_spec`` names the wrong type
+    named = (spec or {}).get("window_policy")
+    if named is not None and named != raw["windows"]:
+        raise SpecError(f"windows: {raw['windows']!r} contradicts input_spec.window_policy: {named!r}", path)
+    return {**(spec or {}), "window_policy": raw["windows"]}
 
 
 def load_model_file(path: str | Path) -> ModelSpec:
@@ -116,8 +134,10 @@ def load_model_file(path: str | Path) -> ModelSpec:
     try:
         return ModelSpec(
             id=str(raw["id"]), family=family, loader=loader,
-            embed_dim=int(raw["embed_dim"]) if raw.get("embed_dim") is not None else template.embed_dim,
-            input_spec=_input_spec(raw.get("input_spec"), template.input_spec if template else None, path),
+            # no embed_dim and no template was refused above
+            embed_dim=(int(raw["embed_dim"]) if raw.get("embed_dim") is not None or template is None
+                       else template.embed_dim),
+            input_spec=_input_spec(_with_windows(raw, path), template.input_spec if template else None, path),
             weights=None if checkpoint is None else str(checkpoint),
             config={**(template.config if template else {}), **config},
             pooling=str(raw.get("pooling", template.pooling if template else "declared by the user")),

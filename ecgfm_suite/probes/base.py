@@ -15,13 +15,17 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import DataError, SpecError
 from ..metrics import MAIN_METRIC, METRICS, check_targets, check_task_type, point_estimate
 from ..registry import Registry, resolve
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +49,8 @@ for _spec in (
     PROBES.register(_spec.id, _spec)
 
 
-def check_embeddings(X: Any, *, name: str, n_records: int | None = None, n_features: int | None = None) -> np.ndarray:
+def check_embeddings(X: npt.ArrayLike, *, name: str, n_records: int | None = None,
+                     n_features: int | None = None) -> np.ndarray:
     """Embeddings as float32 (N, D), finite, with the expected row/feature counts."""
     arr = np.asarray(X)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
@@ -69,7 +74,7 @@ def scores_from(model: Any, task_type: str, X: np.ndarray, n_outputs: int) -> np
     proba = model.predict_proba(X)
     if task_type == "multilabel":
         # k-NN returns one (N, 2) array per label, MLP and the labelwise logistic an (N, L) array
-        cols = [p[:, 1] for p in proba] if isinstance(proba, list) else np.asarray(proba).T
+        cols = [p[:, 1] for p in proba] if isinstance(proba, list) else list(np.asarray(proba).T)
         return np.column_stack(cols).astype(np.float64)
     out = np.zeros((len(X), n_outputs))
     out[:, np.asarray(model.classes_, dtype=np.intp)] = proba
@@ -101,7 +106,7 @@ class FittedProbe:
         return _rebuild, (type(self), {**values, "params": dict(self.params),
                                        "constant_scores": dict(self.constant_scores)})
 
-    def predict_scores(self, X: Any) -> np.ndarray:
+    def predict_scores(self, X: npt.ArrayLike) -> np.ndarray:
         """Scores in the layout ``metrics.evaluate`` expects.
 
         binary: (N,) P(class 1); multiclass: (N, C) probabilities (a class absent from training
@@ -144,8 +149,8 @@ def _rebuild(cls: type, values: dict[str, Any]) -> Any:
 class ValidationTracker:
     """Keeps the best model seen on the validation split by the task's main metric.
 
-    Ties (and gains of at most ``min_delta``) keep the earlier model. A validation split that cannot rank models (e.g. one
-    class only) gives NaN values, and then no model is ever "best": callers fall back to
+    Ties (and gains of at most ``min_delta``) keep the earlier model. A validation split that cannot rank models
+    (e.g. one class only) gives NaN values, and then no model is ever "best": callers fall back to
     a documented default.
     """
 
@@ -177,8 +182,8 @@ class ValidationTracker:
                 "val_rankable": self.best_index is not None}
 
 
-def fit_probe(kind: str, task_type: str, X_train: Any, y_train: Any, X_val: Any, y_val: Any, *, seed: int,
-              n_classes: int | None = None) -> FittedProbe:
+def fit_probe(kind: str, task_type: str, X_train: npt.ArrayLike, y_train: npt.ArrayLike, X_val: npt.ArrayLike,
+              y_val: npt.ArrayLike, *, seed: int, n_classes: int | None = None) -> FittedProbe:
     """Fit probe ``kind`` on the training split, choosing its hyper-parameters on the validation split."""
     spec = PROBES.get(kind)
     check_task_type(task_type)
@@ -213,7 +218,7 @@ def fit_probe(kind: str, task_type: str, X_train: Any, y_train: Any, X_val: Any,
     return FittedProbe(**common, estimator=estimator, params=params)
 
 
-def _single_threaded(func: Callable[..., Any]) -> Callable[..., Any]:
+def _single_threaded(func: Callable[P, T]) -> Callable[P, T]:
     """Run ``func`` with one BLAS/OpenMP thread.
 
     Probe problems are small (thousands × hundreds) and cells run in parallel across
@@ -222,7 +227,7 @@ def _single_threaded(func: Callable[..., Any]) -> Callable[..., Any]:
     """
     from .._threads import one_thread
 
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
         with one_thread():
             return func(*args, **kwargs)
 

@@ -49,7 +49,7 @@ class LabelwiseLogistic(ClassifierMixin, BaseEstimator):
         if not (self.warm_start and hasattr(self, "estimators_")):
             self.estimators_ = [LogisticRegression(max_iter=self.max_iter, tol=TOL, warm_start=self.warm_start)
                                 for _ in range(Y.shape[1])]
-        for est, column in zip(self.estimators_, Y.T):
+        for est, column in zip(self.estimators_, Y.T, strict=True):
             est.set_params(C=self.C).fit(X, column)
         self.coef_ = np.vstack([est.coef_ for est in self.estimators_])
         self.intercept_ = np.concatenate([est.intercept_ for est in self.estimators_])

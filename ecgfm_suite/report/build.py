@@ -17,6 +17,7 @@ level; every long table (cells, comparisons, …) and figure list goes to static
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -32,6 +33,12 @@ from .._io import write_atomic
 from ..errors import DataError
 from ..results.meta import RunMeta
 from . import tables
+
+if TYPE_CHECKING:  # type-only: jinja2 and the analysis store are imported when a report is written
+    import jinja2
+
+    from ..analysis.store import AnalysisStore
+    from ..results.cell import CellResult
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +149,7 @@ def section(key: str, title: str, rows: Sequence[Any], *, anchor: str, page_rows
                    page_rows=page_rows, pages=tuple(pages), extra=dict(extra or {}))
 
 
-def _figures(store: Any, kind: str, key: str, note: str = "") -> list[Figure]:
+def _figures(store: AnalysisStore, kind: str, key: str, note: str = "") -> list[Figure]:
     figures = []
     for png in store.figures(kind, key):
         title = f"{key} · {png.stem.split('.', 1)[-1]}"
@@ -153,13 +160,18 @@ def _figures(store: Any, kind: str, key: str, note: str = "") -> list[Figure]:
     return figures
 
 
-def _metadata(results: Sequence[Any], run_meta: RunMeta | None) -> dict[str, Any]:
+def _metadata(results: Sequence[CellResult], run_meta: RunMeta | None) -> dict[str, Any]:
     """Run metadata from run.json, completed from the cells' results where run.json is absent or partial."""
     meta = run_meta.to_dict() if run_meta is not None else {}
     models: dict[str, dict[str, Any]] = {}
-    for r in results:
-        models.setdefault(r.model, {"checkpoint_sha256": r.checkpoint_sha256, "random_init": r.random_init,
-                                    "preprocessing": json.dumps(r.preprocessing, sort_keys=True)})
+    for r in results:  # windows per record differ by task: the cell table shows them, the model its policy
+        model = models.setdefault(r.model, {
+            "checkpoint_sha256": r.checkpoint_sha256, "random_init": r.random_init, "window_policies": set(),
+            "preprocessing": json.dumps({k: v for k, v in r.preprocessing.items() if k != "windows_per_record"},
+                                        sort_keys=True)})
+        model["window_policies"].add(tables.window_policy(r.preprocessing))
+    for model in models.values():
+        model["window_policies"] = ", ".join(sorted(model["window_policies"]))
     versions = dict(meta.get("dataset_versions") or {})
     for r in results:
         versions.update(r.dataset_versions)
@@ -196,6 +208,7 @@ def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     cells = tables.cell_outcomes(planned, results, outcomes, cell_skips)
     csv_tables = {
         "leaderboard": rows,
+        "per_class": tables.class_rows(results),
         "cell_outcomes": cells,
         "skipped_cells": tables.skipped_cells(cells),
         "skipped_analyses": [{"analysis": s["analysis"], "what": s["what"], "reason": s["reason"]}
@@ -215,16 +228,17 @@ def collect(run_dir: Path, *, page_rows: int = PAGE_ROWS) -> dict[str, Any]:
     aggregated = len(rows) > page_rows
     headline = tables.headline_rows(rows) if aggregated else rows
     columns, pivot = tables.pivot(headline)
-    page = {"page_rows": page_rows}
     sections = {
         "pivot": section("pivot", "Leaderboard: models × tasks", pivot, anchor="leaderboard", unit="models",
                          page_rows=max(10, PIVOT_CELLS // max(1, len(columns))), extra={"columns": columns}),
         "task_summary": section("task_summary", "Per task", tables.task_rows(cells, headline), anchor="tasks",
-                                unit="tasks", **page),
-        "leaderboard": section("leaderboard", "Cells", rows, anchor="leaderboard", unit="cells", **page),
+                                unit="tasks", page_rows=page_rows),
+        "leaderboard": section("leaderboard", "Cells", rows, anchor="leaderboard", unit="cells", page_rows=page_rows),
+        "per_class": section("per_class", "Per-class metrics", csv_tables["per_class"], anchor="per-class",
+                             unit="class rows", page_rows=page_rows),
         "skipped_cells": section("skipped_cells", "Cells without a result", csv_tables["skipped_cells"],
-                                 anchor="exclusions", unit="cells", **page),
-        **{name: section(name, title, csv_tables[name], anchor=anchor, **page) for name, title, anchor in (
+                                 anchor="exclusions", unit="cells", page_rows=page_rows),
+        **{name: section(name, title, csv_tables[name], anchor=anchor, page_rows=page_rows) for name, title, anchor in (
             ("label_efficiency", "Label efficiency", "efficiency"),
             ("embedding_attribution", "SHAP over embedding dimensions", "shap-dims"),
             ("lead_importance", "SHAP over the input: lead importance", "shap-input"),
@@ -264,7 +278,7 @@ def write_tables(target: Path, csv_tables: Mapping[str, Sequence[Mapping[str, An
     return names
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: object, digits: int = 3) -> str:
     """A value for the page; what it makes of numbers needs no escaping (Markup: a large page renders
     faster), anything else stays a plain string that autoescaping escapes."""
     if value is None:
@@ -278,7 +292,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _environment() -> Any:
+def _environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("ecgfm_suite.report", "templates"),
@@ -293,7 +307,7 @@ def render(context: Mapping[str, Any]) -> dict[str, str]:
     common = {
         "run_dir": context["run_dir"], "diagnostics_js": DIAGNOSTICS_JS, "report_name": REPORT_NAME,
         "script_hash": base64.b64encode(hashlib.sha256(DIAGNOSTICS_JS.encode()).digest()).decode(),
-        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
     page_template = env.get_template("page.html.j2")
     out = {f"{PAGES_DIR}/{p.name}": page_template.render(**common, section=s, page=p)
@@ -316,10 +330,8 @@ def html_link(run_dir_path: Path, from_dir: Path | None = None) -> str:
     target = Path(run_dir_path).resolve() / REPORT_NAME
     href = target.as_uri()
     if from_dir is not None:
-        try:
+        with contextlib.suppress(ValueError):  # another drive (Windows): no relative path
             href = quote(Path(os.path.relpath(target, Path(from_dir).resolve())).as_posix())
-        except ValueError:  # another drive (Windows): no relative path
-            pass
     return f'<p>ecgfm-suite report: <a href="{escape(href)}">{escape(str(target))}</a></p>'
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # type-only: the report imports no analysis module to draw
+    from matplotlib.figure import Figure
+
+    from ..analysis.input_attribution import ExplainedRecord
 
 DPI = 72
 MAX_PANELS = 6
@@ -27,14 +32,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     _pyplot().close(fig)
     return buf.getvalue()
 
 
-def input_attribution(payload: Mapping[str, Any], records: Sequence[Any]) -> bytes | None:
+def input_attribution(payload: Mapping[str, Any], records: Sequence[ExplainedRecord]) -> bytes | None:
     """Lead importance per output class (left), then the explained records' leads with each (lead, segment)
     shaded by its SHAP value (red raises the score)."""
     importance = payload.get("lead_importance") or {}
@@ -48,7 +53,7 @@ def input_attribution(payload: Mapping[str, Any], records: Sequence[Any]) -> byt
                              squeeze=False, gridspec_kw={"width_ratios": [0.9] + [1.0] * len(shown)})
     _lead_bars(axes[0][0], importance)
     outputs = payload["outputs"]
-    for ax, info in zip(axes[0][1:], shown):
+    for ax, info in zip(axes[0][1:], shown, strict=True):
         rec = by_key[info["key"]]
         values = np.asarray(info["values"])  # (players, segments, outputs)
         k = outputs.index(info["label"]) if info["label"] in outputs else 0
@@ -98,7 +103,7 @@ def projection(payload: Mapping[str, Any]) -> bytes | None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
     cmap = plt.get_cmap("tab10" if max(len(p[2]) for p in panels) <= 10 else "tab20")
-    for ax, (what, codes, names) in zip(axes[0], panels):
+    for ax, (what, codes, names) in zip(axes[0], panels, strict=True):
         for code, name in enumerate(names):
             mask = codes == code
             if mask.any():

@@ -12,7 +12,7 @@ import numpy as np
 from ..data.scarcity import parse_level
 from ..errors import SpecError
 from ..metrics import METRICS
-from ..results.cell import CellSpec
+from ..results.cell import CellResult, CellSpec, summary_columns
 
 #: top dimensions the page lists per cell and class (the CSV has all k)
 TOP_SHOWN = 8
@@ -31,7 +31,7 @@ FAILED = ("failed", "error")
 NO_RESULT = "no result recorded (not run, or failed before writing a result)"
 
 
-def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any]],
+def cell_rows(results: Sequence[CellResult], comparisons: Mapping[str, Mapping[str, Any]],
               outcomes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell that ran, with the best/not-significantly-worse marks of its (task, scarcity) column.
 
@@ -66,7 +66,38 @@ def cell_rows(results: Sequence[Any], comparisons: Mapping[str, Mapping[str, Any
                 else (None if r.main.is_finite() else "main metric is not finite"),
                 "random_init": r.random_init, "checkpoint_sha256": r.checkpoint_sha256,
                 "pretraining_overlap": ", ".join(r.pretraining_overlap),
+                "window_policy": window_policy(r.preprocessing),
+                "windows_per_record": windows_per_record(r.preprocessing),
             })
+    return rows
+
+
+def window_policy(preprocessing: Mapping[str, Any]) -> str:
+    """The record-level window policy that produced a cell's embeddings. A result written before the policies
+    existed has none: then every model embedded its official test-time windows."""
+    return str(preprocessing.get("window_policy") or "official")
+
+
+def windows_per_record(preprocessing: Mapping[str, Any]) -> float | None:
+    """Mean windows per record over the cell's datasets (their records pooled), None where not recorded."""
+    per_dataset = (preprocessing.get("windows_per_record") or {}).values()
+    records = sum(d.get("records", 0) for d in per_dataset)
+    return sum(d.get("windows", 0) for d in per_dataset) / records if records else None
+
+
+def class_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
+    """One row per class of each multiclass/multilabel cell (its headline probe), by task, level, model and class
+    order: the per-class values its macro metric averages, with the class's prevalences and, for a class without
+    both labels in the test split, why it has none. Binary and regression cells have no rows."""
+    rows = []
+    for r in sorted((r for r in results if r.per_class), key=lambda r: (r.task, level_order(r.scarcity), r.model)):
+        for c in r.per_class:
+            row = {"cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity, "class": c.label,
+                   "train_prevalence": c.train_prevalence, "test_prevalence": c.test_prevalence,
+                   "n_test_positive": c.n_test_positive}
+            for name, m in c.metrics.items():
+                row.update(summary_columns(name, m))
+            rows.append({**row, "undefined": c.undefined})
     return rows
 
 
@@ -90,7 +121,7 @@ def headline_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in rows if r["scarcity"] == headline[r["task"]]]
 
 
-def _spec(cell_id: str, result: Any, outcome: Mapping[str, Any] | None) -> tuple[str | None, ...]:
+def _spec(cell_id: str, result: CellResult | None, outcome: Mapping[str, Any] | None) -> tuple[str | None, ...]:
     """(model, task, scarcity) of a cell from its result or outcome, else parsed from the id."""
     if result is not None:
         return result.model, result.task, result.scarcity
@@ -103,7 +134,7 @@ def _spec(cell_id: str, result: Any, outcome: Mapping[str, Any] | None) -> tuple
     return spec.model, spec.task, spec.scarcity
 
 
-def cell_outcomes(planned: Sequence[str], results: Sequence[Any], outcomes: Mapping[str, Mapping[str, Any]],
+def cell_outcomes(planned: Sequence[str], results: Sequence[CellResult], outcomes: Mapping[str, Mapping[str, Any]],
                   analysis_skips: Mapping[str, str]) -> list[dict[str, Any]]:
     """One row per cell the run knows of (planned, tested or with a result): its test outcome and why.
 
@@ -159,14 +190,14 @@ def task_rows(cells: Sequence[Mapping[str, Any]], headline: Sequence[Mapping[str
 EXCLUSION_COUNTS = ("records_without_embedding", "dataset_exclusions", "index_exclusions", "prepare_exclusions")
 
 
-def cell_exclusion_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+def cell_exclusion_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
     """Cells that lost records: test records without an embedding, records their datasets left out (in all,
     at indexing, while preparing the model's input; None where an older result did not count them)."""
     return [{"cell_id": r.cell_id, **{k: r.exclusions.get(k) for k in EXCLUSION_COUNTS}}
             for r in results if any(r.exclusions.values())]
 
 
-def excluded_record_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+def excluded_record_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
     """Each record left out, once, with its dataset, stage, file and reason, and the models whose cells lost it
     (a record excluded while preparing may fail one model's preprocessing only)."""
     rows: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -199,7 +230,8 @@ def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
                     "level_stability": stability.get(name, {}).get("mean"),
                     "top_dims": " ".join(str(d) for d in out["top_dims"]),
                     "top_dims_shares": ", ".join(f"{d} ({share:.1%})" for d, share in
-                                                 zip(out["top_dims"][:TOP_SHOWN], out["top_dims_test_share"])),
+                                                 zip(out["top_dims"][:TOP_SHOWN],
+                                                     out["top_dims_test_share"][:TOP_SHOWN], strict=True)),
                     "note": None,
                 })
     return rows

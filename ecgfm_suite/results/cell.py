@@ -10,11 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..errors import SpecError
 
-#: 2: ``excluded_records`` (each record the cell's datasets left out, with file and reason); 1 is still read
-SCHEMA_VERSION = 2
+#: 2: ``excluded_records`` (each record the cell's datasets left out, with file and reason);
+#: 3: ``per_class`` (each class's AUROC/AUPRC and prevalences); 1 and 2 are still read (``per_class`` empty)
+SCHEMA_VERSION = 3
 
 #: matched with ``fullmatch``: ``$`` alone also matches before a trailing newline
 _PART = re.compile(r"[a-z0-9_.]+")
@@ -77,6 +80,78 @@ class MetricSummary:
     def from_dict(cls, d: dict[str, Any]) -> MetricSummary:
         return cls(**{**d, "per_seed": tuple(d["per_seed"])})
 
+    @classmethod
+    def over_seeds(cls, per_seed: Sequence[Any]) -> MetricSummary:
+        """One metric's estimate per seed (``metrics.MetricCI``: value, CI, SE) → its summary.
+
+        ``value`` is the mean over seeds; the CI and SE are the per-seed stratified-bootstrap CIs (test-set
+        sampling uncertainty) averaged over seeds; ``seed_std`` reports the training-subset variability. One
+        rule for the macro metrics and the per-class ones, so the two read the same way.
+        """
+        values = np.array([m.value for m in per_seed], dtype=float)
+        return cls(
+            value=float(values.mean()),
+            ci_low=float(np.mean([m.ci_low for m in per_seed])),
+            ci_high=float(np.mean([m.ci_high for m in per_seed])),
+            se=float(np.mean([m.se for m in per_seed])),
+            seed_mean=float(values.mean()),
+            seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            per_seed=tuple(float(v) for v in values),
+        )
+
+
+def summary_columns(name: str, m: MetricSummary | None) -> dict[str, float | None]:
+    """A metric as flat table columns ``name``, ``name_ci_low``, ``name_ci_high``, ``name_seed_std`` (all None
+    where it is undefined): one layout for ``results.csv`` and the report's tables."""
+    values = (None,) * 4 if m is None else (m.value, m.ci_low, m.ci_high, m.seed_std)
+    return dict(zip((name, f"{name}_ci_low", f"{name}_ci_high", f"{name}_seed_std"), values, strict=True))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassSummary:
+    """One class of a multiclass or multilabel cell's headline probe: what its macro metrics average.
+
+    A macro AUROC hides which classes a model gets right; per class, the same summary as the macro
+    (seed mean, CI averaged over seeds, seed spread) beside the class's prevalence tells a rare class
+    measured on few positives from a common one.
+    """
+
+    label: str
+    #: positives / records in the seed's training subset (its scarcity level), averaged over the seeds
+    train_prevalence: float
+    #: positives / records in the test split (the same records for every seed)
+    test_prevalence: float
+    n_test_positive: int
+    #: ``metrics.PER_CLASS_METRICS`` → summary; every value None where the class is undefined
+    metrics: dict[str, MetricSummary | None]
+    #: why the metrics are undefined (no positive or no negative test record); None where they are defined
+    undefined: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ClassSummary:
+        metrics = {k: None if v is None else MetricSummary.from_dict(v) for k, v in d["metrics"].items()}
+        return cls(**{**d, "metrics": metrics})
+
+
+def summarise_classes(labels: Sequence[str], per_seed: Sequence[Sequence[Any]],
+                      train_prevalence: Sequence[Sequence[float]]) -> tuple[ClassSummary, ...]:
+    """Each class's summary over seeds, from each seed's ``metrics.ClassMetrics`` (one per class, in class
+    order; () for binary and regression cells, which get no per-class block) and training-subset prevalence."""
+    from ..metrics import PER_CLASS_METRICS
+
+    if not per_seed or not per_seed[0]:
+        return ()
+    out = []
+    for k, label in enumerate(labels):
+        seeds = [classes[k] for classes in per_seed]
+        first = seeds[0]  # the test split is the seeds' common one: a class is undefined in all of them or none
+        metrics = {m: None if first.undefined else MetricSummary.over_seeds([s.metrics[m] for s in seeds])
+                   for m in PER_CLASS_METRICS}
+        out.append(ClassSummary(label=str(label), train_prevalence=float(np.mean([p[k] for p in train_prevalence])),
+                                test_prevalence=float(first.prevalence), n_test_positive=int(first.n_positive),
+                                metrics=metrics, undefined=first.undefined))
+    return tuple(out)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CellResult:
@@ -102,6 +177,9 @@ class CellResult:
     metrics: dict[str, MetricSummary]
     #: other probes fitted on the same cell: {probe: {metric: MetricSummary}}
     other_probes: dict[str, dict[str, MetricSummary]] = field(default_factory=dict)
+    #: the headline probe's metrics per class, in ``classes`` order (multiclass and multilabel cells; () for
+    #: binary and regression cells, and for results before schema 3)
+    per_class: tuple[ClassSummary, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     #: counts (:func:`exclusion_counts`): test records without an embedding, records the datasets left out
     exclusions: dict[str, int] = field(default_factory=dict)
@@ -126,7 +204,8 @@ class CellResult:
         if not isinstance(version, int):
             raise SpecError(f"cell result without an integer schema_version: {d.get('cell_id')!r}")
         if version > SCHEMA_VERSION:
-            raise SpecError(f"cell result schema {version} is newer than this suite's {SCHEMA_VERSION}; upgrade ecgfm-suite")
+            raise SpecError(f"cell result schema {version} is newer than this suite's {SCHEMA_VERSION}; "
+                            "upgrade ecgfm-suite")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -135,6 +214,7 @@ class CellResult:
         d["metrics"] = {k: MetricSummary.from_dict(v) for k, v in d["metrics"].items()}
         d["other_probes"] = {p: {k: MetricSummary.from_dict(v) for k, v in m.items()}
                              for p, m in d.get("other_probes", {}).items()}
+        d["per_class"] = tuple(ClassSummary.from_dict(c) for c in d.get("per_class", ()))
         for name in ("seeds", "classes", "probe_params", "pretraining_overlap", "excluded_records"):
             if name in d:
                 d[name] = tuple(d[name])

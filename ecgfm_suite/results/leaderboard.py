@@ -22,6 +22,6 @@ def leaderboard_text(results: Sequence[CellResult]) -> str:
     table = [header] + [[t, s, metric, *(cells.get(model, "-") for model in models)]
                         for (t, s, metric), cells in sorted(rows.items())]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

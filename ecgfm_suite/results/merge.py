@@ -63,7 +63,7 @@ def _load(where: Location, scratch: Path) -> _Source:
         run = RunDir.open(origin)
         origin = run.path
     if not run.results_path.exists():
-        raise DataError("not a run directory: results.jsonl is missing", origin)
+        raise DataError("not a run directory: results.jsonl is missing", str(origin))
     return _Source(run, RunMeta.read(run.path), run.results(), origin)
 
 
@@ -88,8 +88,8 @@ def _check_compatible(sources: Sequence[_Source]) -> None:
     """Refuse runs whose numbers are not comparable, naming both runs and the difference."""
     first = sources[0]
 
-    def differ(what: str, a: _Source, va: Any, b: _Source, vb: Any) -> SpecError:
-        return SpecError(f"cannot merge: {what} differ: {a.origin} has {va!r}, {b.origin} has {vb!r}", b.origin)
+    def differ(what: str, a: _Source, va: object, b: _Source, vb: object) -> SpecError:
+        return SpecError(f"cannot merge: {what} differ: {a.origin} has {va!r}, {b.origin} has {vb!r}", str(b.origin))
 
     seen_versions: dict[str, tuple[str, _Source]] = {}
     suite: dict[str, _Source] = {}
@@ -111,11 +111,12 @@ def _check_compatible(sources: Sequence[_Source]) -> None:
         (va, a), (vb, b) = sorted(suite.items())[:2]
         raise differ("suite versions", a, va, b, vb)
     shards = [(src, src.meta.shard) for src in sources if src.meta is not None and src.meta.shard is not None]
-    for src, b in shards[1:]:
-        a = shards[0][1]
-        if (a.count, a.split_sha256) != (b.count, b.split_sha256):
+    for src, other in shards[1:]:
+        one = shards[0][1]
+        if (one.count, one.split_sha256) != (other.count, other.split_sha256):
             raise differ("shard splits (the jobs planned different matrices or costs)", shards[0][0],
-                         f"{a.count} shards {a.split_sha256[:12]}", src, f"{b.count} shards {b.split_sha256[:12]}")
+                         f"{one.count} shards {one.split_sha256[:12]}", src,
+                         f"{other.count} shards {other.split_sha256[:12]}")
 
 
 def _expected(sources: Sequence[_Source], plan: Iterable[str] | None) -> set[str] | None:
@@ -189,7 +190,7 @@ def _copy_analyses(sources: Sequence[_Source], out: RunDir) -> None:
             if relative in origin:
                 if target.read_bytes() != path.read_bytes():
                     raise SpecError(f"cannot merge: analysis/{relative.as_posix()} differs between "
-                                    f"{origin[relative].origin} and {src.origin}", src.origin)
+                                    f"{origin[relative].origin} and {src.origin}", str(src.origin))
                 continue
             origin[relative] = src
             with open(path, "rb") as fin, atomic_open(target, "wb") as fout:

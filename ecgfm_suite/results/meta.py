@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ..errors import DataError
 from .cell import CellResult
-from .run import RUN_META
+from .run import RUN_META, RunDir
 
 META_SCHEMA_VERSION = 1
 
@@ -85,7 +85,7 @@ class RunMeta:
         except (TypeError, KeyError) as exc:
             raise DataError(f"run.json is not a run's metadata: {exc}", path) from None
 
-    def write(self, run_dir: Any) -> None:
+    def write(self, run_dir: RunDir) -> None:
         """Write ``run.json`` of a ``RunDir`` (atomically; call it last)."""
         run_dir.write_meta(self.to_dict())
 

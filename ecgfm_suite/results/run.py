@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -32,6 +32,10 @@ from .._io import append_line, atomic_open, fsync_dir, write_atomic
 from ..errors import DataError, EcgfmError, EcgfmWarning, SpecError
 from ..storage import StorePath, download_tree, location, upload_tree
 from .cell import CellResult
+
+if TYPE_CHECKING:  # numpy is imported where scores are saved or read
+    import numpy as np
+    import numpy.typing as npt
 
 #: written last: its presence marks a finished run, locally and in object storage
 RUN_META = "run.json"
@@ -111,18 +115,20 @@ class RunDir:
                 latest[str(outcome["cell_id"])] = outcome
         return latest
 
-    def save_scores(self, cell_id: str, **arrays: Any) -> Path:
+    def save_scores(self, cell_id: str, **arrays: npt.ArrayLike) -> Path:
         """Per-record test scores of a cell (``cells/<cell_id>.npz``, no pickle) for paired comparisons."""
         import numpy as np
 
         target = self.path / "cells" / f"{cell_id}.npz"
         with atomic_open(target, "wb") as fh:
             # object arrays (record keys) would need pickle: store strings as fixed-width unicode
-            np.savez(fh, **{k: np.asarray(v, dtype=str) if np.asarray(v).dtype == object else np.asarray(v)
-                            for k, v in arrays.items()})
+            named = {k: np.asarray(v, dtype=str) if np.asarray(v).dtype == object else np.asarray(v)
+                     for k, v in arrays.items()}
+            # numpy's stub lets a **dict fill savez's allow_pickle: bool too; these keys are array names
+            np.savez(fh, **named)  # type: ignore[arg-type]
         return target
 
-    def load_scores(self, cell_id: str) -> dict[str, Any]:
+    def load_scores(self, cell_id: str) -> dict[str, np.ndarray]:
         import numpy as np
 
         with np.load(self.path / "cells" / f"{cell_id}.npz", allow_pickle=False) as data:
@@ -141,16 +147,27 @@ class RunDir:
         return list(latest.values())
 
     def write_csv(self, results: Iterable[CellResult]) -> Path:
+        """``results.csv``: one row per cell, each macro metric as ``<metric>``, ``_ci_low``, ``_ci_high``,
+        ``_seed_std``, and per class of a multiclass/multilabel cell the same four as ``<metric>[<class>]…`` plus
+        ``train_prevalence[<class>]``, ``test_prevalence[<class>]`` and ``undefined[<class>]`` (why a class has
+        no value; empty where it has one), so a class's columns sit under one name pattern whatever its task."""
         import pandas as pd
+
+        from .cell import summary_columns
 
         rows = []
         for r in results:
-            row = {"cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity, "probe": r.probe,
-                   "random_init": r.random_init, "n_train": r.n_train, "n_val": r.n_val, "n_test": r.n_test,
-                   "main_metric": r.main_metric}
+            row: dict[str, Any] = {
+                "cell_id": r.cell_id, "model": r.model, "task": r.task, "scarcity": r.scarcity, "probe": r.probe,
+                "random_init": r.random_init, "n_train": r.n_train, "n_val": r.n_val, "n_test": r.n_test,
+                "main_metric": r.main_metric}
             for name, m in r.metrics.items():
-                row.update({name: m.value, f"{name}_ci_low": m.ci_low, f"{name}_ci_high": m.ci_high,
-                            f"{name}_seed_std": m.seed_std})
+                row.update(summary_columns(name, m))
+            for c in r.per_class:
+                for name, cm in c.metrics.items():
+                    row.update(summary_columns(f"{name}[{c.label}]", cm))
+                row.update({f"train_prevalence[{c.label}]": c.train_prevalence,
+                            f"test_prevalence[{c.label}]": c.test_prevalence, f"undefined[{c.label}]": c.undefined})
             rows.append(row)
         target = self.path / "results.csv"
         write_atomic(target, pd.DataFrame(rows).to_csv(index=False))

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cell import CellSpec
-from .cell import CellResult, MetricSummary
+from .. import __version__
+from .cell import CellResult, CellSpec, MetricSummary
 
 
 def synthetic_matrix(n_models: int, n_tasks: int, n_levels: int) -> list[CellSpec]:
@@ -30,13 +30,13 @@ def synthetic_result(cell: CellSpec, seeds: Sequence[int], rng: np.random.Genera
     auroc = MetricSummary(value=value, ci_low=value - 0.05, ci_high=min(value + 0.05, 1.0), se=0.025,
                           seed_mean=value, seed_std=float(per_seed.std(ddof=1)) if len(seeds) > 1 else 0.0,
                           per_seed=tuple(float(v) for v in per_seed))
-    extra = {"suite_version": suite_version} if suite_version else {}
     return CellResult(
         cell_id=cell.id, model=cell.model, checkpoint_sha256="0" * 64, random_init=False, task=cell.task,
         task_type="binary", dataset_versions=dataset_versions or {"ludb": "v1"}, task_version="t1",
         preprocessing={"fs": 500}, scarcity=cell.scarcity, seeds=tuple(seeds), probe="linear",
         probe_params=tuple({"seed": s, "C": 1.0} for s in seeds), n_train=100, n_val=20, n_test=40,
-        classes=("neg", "pos"), main_metric="auroc", metrics={"auroc": auroc}, **extra,
+        classes=("neg", "pos"), main_metric="auroc", metrics={"auroc": auroc},
+        suite_version=suite_version or __version__,
     )
 
 

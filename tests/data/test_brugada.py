@@ -19,6 +19,7 @@ from fixtures.layouts import BRUGADA_IDS, write_brugada, write_record
 REAL_IDS = ["188981", "251972", "265715", "267628", "267630", "286830", "287355", "292220", "292666", "304141"]
 
 
+@pytest.mark.real_data
 def test_real_records_without_metadata(data_dir: Path) -> None:
     roots = brugada.find_roots(data_dir)
     assert roots == [data_dir / "brugada-huca"]  # found from the headers alone

@@ -47,10 +47,12 @@ def _folder(row) -> str:
     return Path(row["path"]).parent.name
 
 
+@pytest.mark.real_data
 def test_find_roots_returns_the_one_challenge_folder(data_dir: Path, real_root: Path) -> None:
     assert challenge.find_roots(data_dir) == [real_root.resolve()]
 
 
+@pytest.mark.real_data
 def test_counts_per_source_and_the_one_exclusion(real_index) -> None:
     rows = real_index.records
     assert len(rows) + len(real_index.excluded) == sum(README_COUNTS.values()) == 130
@@ -66,6 +68,7 @@ def test_counts_per_source_and_the_one_exclusion(real_index) -> None:
     assert set(rows["format"]) == {"challenge_mat"} and rows["patient_id"].isna().all()
 
 
+@pytest.mark.real_data
 def test_regions_rates_and_leads(real_index) -> None:
     rows = real_index.records
     regions = dict(zip(rows["source"], rows["region"], strict=True))
@@ -77,6 +80,7 @@ def test_regions_rates_and_leads(real_index) -> None:
     assert extra.min() == 5000 and extra.max() == 28934  # README: 5,000–28,934
 
 
+@pytest.mark.real_data
 def test_snomed_counts_match_the_readme(real_index) -> None:
     rows = real_index.records
     expected = {  # (source, code, abbreviation): count, from the README's per-source table
@@ -95,6 +99,7 @@ def test_snomed_counts_match_the_readme(real_index) -> None:
         assert len(dx) == len(ab) > 0
 
 
+@pytest.mark.real_data
 def test_code_missing_from_both_tables_is_kept_and_logged(real_index, caplog) -> None:
     row = real_index.records.set_index("record_id").loc["ningbo/JS20006"]
     assert "251238007" in row["dx"]
@@ -104,6 +109,7 @@ def test_code_missing_from_both_tables_is_kept_and_logged(real_index, caplog) ->
     assert tables[0].parent.name == "challenge-2020-2021" and tables[-1].parent.name == "evaluation-2020"
 
 
+@pytest.mark.real_data
 def test_sex_and_age(real_index, real_root: Path) -> None:
     rows = real_index.records
     # README: Male 65, Female 64, "female" 1 — the lower-case one is ptb/S0001, excluded for its gain
@@ -113,6 +119,7 @@ def test_sex_and_age(real_index, real_root: Path) -> None:
     assert rows["age"].min() == 4 and rows["age"].max() == 89
 
 
+@pytest.mark.real_data
 def test_georgia_mat_name_quirk_reads_like_corrected_wfdb(real_index, tmp_path: Path) -> None:
     georgia = real_index.records[real_index.records["source"] == "georgia"]
     assert len(georgia) == 30
@@ -132,6 +139,7 @@ def test_georgia_mat_name_quirk_reads_like_corrected_wfdb(real_index, tmp_path: 
         np.testing.assert_allclose(ours.data, physical, rtol=0, atol=1e-6)
 
 
+@pytest.mark.real_data
 def test_every_other_record_decodes_like_wfdb(real_index) -> None:
     rows = real_index.records[real_index.records["source"] != "georgia"]
     for _, row in rows.iterrows():
@@ -141,6 +149,7 @@ def test_every_other_record_decodes_like_wfdb(real_index) -> None:
         np.testing.assert_allclose(ours.data, ref.p_signal.T, rtol=0, atol=1e-6)
 
 
+@pytest.mark.real_data
 def test_gain_200_records_are_decoded_in_mv(real_index, real_root: Path) -> None:
     rows = real_index.records
     ptbxl = rows[rows["source"] == "ptbxl"]
@@ -157,6 +166,7 @@ def test_gain_200_records_are_decoded_in_mv(real_index, real_root: Path) -> None
     assert abs(ptp["ptbxl/HR00599"] - 5.4) < 0.1  # README: ~5.4 mV median peak-to-peak
 
 
+@pytest.mark.real_data
 def test_flat_leads_are_kept_and_named(real_index) -> None:
     rows = real_index.records.set_index("record_id")
     assert rows.loc["ningbo/JS11438", "flat_leads"] == ("V1", "V2", "V3", "V4", "V5", "V6")
@@ -166,12 +176,14 @@ def test_flat_leads_are_kept_and_named(real_index) -> None:
     assert np.ptp(sig.data[6:], axis=1).max() == 0 and np.ptp(sig.data[:6], axis=1).min() > 0
 
 
+@pytest.mark.real_data
 def test_record_line_without_date(real_index) -> None:
     rows = real_index.records.set_index("record_id")
     for name in ("JS00001", "JS00002", "JS00004", "JS00005"):
         assert rows.loc[f"chapman_shaoxing/{name}", "n_samples"] == 5000
 
 
+@pytest.mark.real_data
 def test_hashes_bytes_and_samples(real_index, real_root: Path, tmp_path: Path) -> None:
     rows = real_index.records
     for _, row in rows.head(10).iterrows():
@@ -249,6 +261,7 @@ def test_gain_zero_means_200_as_in_wfdb(tmp_path: Path) -> None:
                                atol=1e-6)
 
 
+@pytest.mark.real_data
 def test_mapping_tables_2020_fallback_and_missing(real_root: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     only2020 = tmp_path / "only2020"
@@ -311,6 +324,7 @@ KINDS = ("truncated", "mismatch", "altered", "nan", "malformed", "no_rate", "zer
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.real_data
 def test_bad_record_is_excluded_or_raises_when_strict(kind: str, real_root: Path, tmp_path: Path) -> None:
     pattern = _corrupt(kind, tmp_path / "cpsc_2018", real_root)
     good = real_root / "cpsc_2018" / "A1041"
@@ -326,6 +340,7 @@ def test_bad_record_is_excluded_or_raises_when_strict(kind: str, real_root: Path
     assert re.search(pattern, str(err.value))
 
 
+@pytest.mark.real_data
 def test_missing_dx_and_bad_names_are_excluded(real_root: Path, tmp_path: Path) -> None:
     folder = tmp_path / "cpsc_2018"
     folder.mkdir()

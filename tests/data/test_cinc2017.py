@@ -22,6 +22,7 @@ def real(data_dir: Path):
     return cinc2017.scan(roots[0])
 
 
+@pytest.mark.real_data
 def test_real_records_and_labels(real) -> None:
     r = real.records
     assert len(r) == 4151 and real.excluded == [] and real.missing_label_files == []
@@ -35,6 +36,7 @@ def test_real_records_and_labels(real) -> None:
     assert dict(zip(r["record_id"], r["af_label"])) == dict(line.split(",") for line in lines)
 
 
+@pytest.mark.real_data
 def test_real_hash_and_decode(real) -> None:
     row = real.records.set_index("record_id").loc["A00003"]
     assert row["content_hash"] == sha256_file(Path(row["path"]).with_suffix(".mat"))

@@ -37,10 +37,12 @@ def real_index(real_root: Path):
     return code15.scan(real_root)
 
 
+@pytest.mark.real_data
 def test_find_roots(data_dir: Path, real_root: Path) -> None:
     assert code15.find_roots(data_dir) == [real_root.resolve()]
 
 
+@pytest.mark.real_data
 def test_labels_and_demographics_match_the_readme(real_index) -> None:
     rows = real_index.records
     assert len(rows) == 60 and real_index.excluded == []
@@ -54,6 +56,7 @@ def test_labels_and_demographics_match_the_readme(real_index) -> None:
     assert set(rows["region"]) == {"Brazil"} and set(rows["source"]) == {"code15"} and set(rows["fs"]) == {400.0}
 
 
+@pytest.mark.real_data
 def test_variable_lengths_and_canonical_leads(real_index) -> None:
     rows = real_index.records.set_index("exam_id")
     lengths = rows["n_samples"]
@@ -98,6 +101,7 @@ def test_nested_parts_other_sources_and_bad_labels(tmp_path: Path) -> None:
     assert "201" in str(err.value.path)
 
 
+@pytest.mark.real_data
 def test_duplicate_exam_ids_are_excluded(real_root: Path, tmp_path: Path) -> None:
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

@@ -93,6 +93,7 @@ def test_merged_exclusions_keep_their_root(tmp_path: Path) -> None:
     assert index.missing_label_files == [str(b.resolve() / "metadata.csv")]
 
 
+@pytest.mark.real_data
 def test_discover_real_data_reads_few_headers(data_dir: Path, monkeypatch) -> None:
     """Content checks open a few headers per candidate folder, not the ~4,850 records."""
     calls: list[int] = []
@@ -112,6 +113,7 @@ def test_discover_real_data_reads_few_headers(data_dir: Path, monkeypatch) -> No
     assert found["cinc2017"] == [data_dir / "cinc2017" / "training2017"]
 
 
+@pytest.mark.real_data
 def test_load_index_real_ludb(data_dir: Path) -> None:
     index = load_index("ludb", data_dir)
     assert len(index.records) == 200 and index.dataset == "ludb" and index.version == "1.0.1"

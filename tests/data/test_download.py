@@ -132,6 +132,7 @@ def _data_requests(server: FileServer) -> list[tuple[str, str | None]]:
     return [r for r in server.requests if not r[0].endswith("SHA256SUMS.txt")]
 
 
+@pytest.mark.real_data
 def test_full_download_verifies_and_skips_verified_files(ludb_tree: Path, server: FileServer, tmp_path: Path
                                                           ) -> None:
     out = tmp_path / "data"
@@ -145,6 +146,7 @@ def test_full_download_verifies_and_skips_verified_files(ludb_tree: Path, server
     assert _data_requests(server) == []  # everything already verified
 
 
+@pytest.mark.real_data
 def test_corrupted_file_is_rejected_and_not_left_in_place(ludb_tree: Path, server: FileServer, tmp_path: Path
                                                           ) -> None:
     server.corrupt.add("/ludb/1.0.1/data/1.dat")
@@ -159,6 +161,7 @@ def test_corrupted_file_is_rejected_and_not_left_in_place(ludb_tree: Path, serve
     assert not (out / "ludb" / "data" / "1.dat").exists() and not list(out.rglob("*.part"))
 
 
+@pytest.mark.real_data
 def test_interrupted_transfer_resumes_with_a_range_request(ludb_tree: Path, server: FileServer, tmp_path: Path
                                                            ) -> None:
     cut = 100_000  # of 120,000 bytes; the client keeps the whole blocks it received (the last one is lost)
@@ -172,6 +175,7 @@ def test_interrupted_transfer_resumes_with_a_range_request(ludb_tree: Path, serv
     assert 0 < resumed_at <= cut
 
 
+@pytest.mark.real_data
 def test_part_file_from_an_earlier_run_is_resumed(ludb_tree: Path, server: FileServer, tmp_path: Path) -> None:
     out = tmp_path / "data"
     data = (ludb_tree / "data" / "2.dat").read_bytes()
@@ -195,6 +199,7 @@ def test_unknown_dataset_and_missing_server_file(server: FileServer, tmp_path: P
         dl.download(["ptbxl"], tmp_path, base_url=server.url, progress=False)
 
 
+@pytest.mark.real_data
 def test_zenodo_listing_md5_and_zip_extraction(data_dir: Path, server: FileServer, tmp_path: Path) -> None:
     code15 = data_dir / "code15-challenge2025"
     if not code15.is_dir():
@@ -222,6 +227,42 @@ def test_zenodo_listing_md5_and_zip_extraction(data_dir: Path, server: FileServe
     assert list(loader.scan(out / "code15").records["exam_id"]) == ["111102"]
 
 
+@pytest.mark.real_data
+def test_code15_release_download_then_datasets_end_to_end(data_dir: Path, server: FileServer, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``download code15`` fetches Zenodo's exams.csv and zipped HDF5 parts; ``datasets`` then finds and labels
+    the release with no configuration."""
+    from ecgfm_suite.cli import main
+    from fixtures.code15_native import exams_from_wfdb, write_release, zip_parts
+
+    code15 = data_dir / "code15-challenge2025"
+    if not code15.is_dir():
+        pytest.skip(f"no CODE-15% records at {code15}")
+    release = write_release(tmp_path / "written", exams_from_wfdb(code15)[:24], n_parts=2)
+    files = zip_parts(release.root, tmp_path / "zips")
+    api = "/api/records/4916206"
+    server.extra[api] = json.dumps({"files": [
+        {"key": k, "size": len(v), "checksum": f"md5:{hashlib.md5(v).hexdigest()}"} for k, v in files.items()
+    ]}).encode()
+    for key, body in files.items():
+        server.extra[f"{api}/files/{key}/content"] = body
+    out = tmp_path / "data"
+    assert main(["download", "code15", "--data-dir", str(out), "--base-url", server.url]) == 0
+    assert sorted(p.name for p in (out / "code15").glob("exams*")) == [
+        "exams.csv", "exams_part0.hdf5", "exams_part0.zip", "exams_part1.hdf5", "exams_part1.zip"]
+    capsys.readouterr()
+    assert main(["datasets", "--data-dir", str(out), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert (entry["dataset"], entry["records"], entry["excluded"]) == ("code15", 24, [])
+    assert entry["version"].startswith("zenodo4916206.") and entry["sampling_rates"] == [400]
+    counts = entry["tasks"]["code15_abnormalities"]
+    for label in ("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF"):
+        assert counts.get(label, 0) == sum(v[label] for v in release.labels.values())
+    sexes = [("male" if v["sex"] == "M" else "female") for v in release.labels.values()]
+    assert entry["tasks"]["sex"] == {s: sexes.count(s) for s in ("female", "male")}
+
+
+@pytest.mark.real_data
 def test_challenge_release_with_pinned_mapping_tables_scans(data_dir: Path, server: FileServer, tmp_path: Path
                                                             ) -> None:
     real = data_dir / "challenge-2020-2021"

@@ -30,6 +30,7 @@ def assert_same_index(fresh, cached) -> None:
     assert (fresh.missing_label_files, fresh.notes) == (cached.missing_label_files, cached.notes)
 
 
+@pytest.mark.real_data
 def test_every_real_dataset_comes_back_from_the_cache_as_scanned(data_dir, tmp_path):
     found = discover(data_dir)
     assert found, f"no datasets below {data_dir}"
@@ -64,6 +65,7 @@ def _cached(root: Path, cache: Path, scan: CountingScan, **kw):
     return cached_scan(scan, "brugada_huca", root, strict=False, options={}, cache_dir=cache, **kw)
 
 
+@pytest.mark.real_data
 def test_a_hit_does_not_scan_and_equals_the_scan(brugada_copy, tmp_path):
     scan, cache = CountingScan(), tmp_path / "cache"
     first = _cached(brugada_copy, cache, scan)
@@ -75,6 +77,7 @@ def test_a_hit_does_not_scan_and_equals_the_scan(brugada_copy, tmp_path):
 
 
 @pytest.mark.parametrize("change", ["edit header", "touch signal", "add file", "remove record", "parent file"])
+@pytest.mark.real_data
 def test_any_change_to_the_files_rescans(brugada_copy, tmp_path, change):
     scan, cache = CountingScan(), tmp_path / "cache"
     before = _cached(brugada_copy, cache, scan)
@@ -98,6 +101,7 @@ def test_any_change_to_the_files_rescans(brugada_copy, tmp_path, change):
     assert len(list((cache / INDEX_DIR).iterdir())) == 1  # replaced, not added
 
 
+@pytest.mark.real_data
 def test_changed_code_or_options_rescans(brugada_copy, tmp_path, monkeypatch):
     scan, cache = CountingScan(), tmp_path / "cache"
     _cached(brugada_copy, cache, scan)
@@ -108,6 +112,7 @@ def test_changed_code_or_options_rescans(brugada_copy, tmp_path, monkeypatch):
     assert scan.calls == 3
 
 
+@pytest.mark.real_data
 def test_a_damaged_entry_is_named_and_rescanned(brugada_copy, tmp_path):
     scan, cache = CountingScan(), tmp_path / "cache"
     _cached(brugada_copy, cache, scan)
@@ -120,6 +125,7 @@ def test_a_damaged_entry_is_named_and_rescanned(brugada_copy, tmp_path):
     assert scan.calls == 2  # rewritten whole
 
 
+@pytest.mark.real_data
 def test_an_unwritable_cache_costs_a_scan_not_the_run(brugada_copy, tmp_path):
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")
@@ -129,6 +135,7 @@ def test_an_unwritable_cache_costs_a_scan_not_the_run(brugada_copy, tmp_path):
     assert len(index.records) == 10
 
 
+@pytest.mark.real_data
 def test_a_read_only_cache_serves_hits_and_rescans_misses_with_a_warning(brugada_copy, tmp_path, monkeypatch):
     scan, cache = CountingScan(), tmp_path / "cache"
     _cached(brugada_copy, cache, scan)
@@ -140,6 +147,7 @@ def test_a_read_only_cache_serves_hits_and_rescans_misses_with_a_warning(brugada
     assert scan.calls == 2 and len(index.records) == 10
 
 
+@pytest.mark.real_data
 def test_the_runner_uses_the_cache_unless_it_is_off(data_dir, tmp_path):
     from ecgfm_suite.engine.runner import Runner
     from ecgfm_suite.engine.settings import resolve

@@ -31,6 +31,7 @@ def _count(records, column: str) -> Counter:
     return Counter(s for values in records[column] for s in values)
 
 
+@pytest.mark.real_data
 def test_real_records_and_columns(real) -> None:
     r = real.records
     assert len(r) == 200 and real.excluded == [] and real.missing_label_files == []
@@ -41,6 +42,7 @@ def test_real_records_and_columns(real) -> None:
     assert set(r["region"]) == {"Russia"} and set(r["source"]) == {"ludb"}
 
 
+@pytest.mark.real_data
 def test_real_demographics_match_readme(real) -> None:
     r = real.records.set_index("record_id")
     assert r["sex"].value_counts().to_dict() == {"M": 115, "F": 85}
@@ -48,6 +50,7 @@ def test_real_demographics_match_readme(real) -> None:
     assert r.loc["34", "age"] == 90  # ludb.csv says ">89"; the header's number is kept
 
 
+@pytest.mark.real_data
 def test_real_statement_counts_match_readme(real) -> None:
     r = real.records
     rhythm = _count(r, "rhythm")
@@ -75,6 +78,7 @@ def test_real_statement_counts_match_readme(real) -> None:
             assert s == s.strip().lower() and not s.endswith(".")
 
 
+@pytest.mark.real_data
 def test_real_labels_agree_with_header_comments(real) -> None:
     """The table and the headers are two copies of the labels: rhythms must agree record by record."""
     for _, row in real.records.iloc[::20].iterrows():
@@ -84,6 +88,7 @@ def test_real_labels_agree_with_header_comments(real) -> None:
         assert sorted(row["rhythm"]) == header_rhythms, row["record_id"]
 
 
+@pytest.mark.real_data
 def test_real_hash_and_decoded_units(real) -> None:
     row = real.records.iloc[0]
     assert row["content_hash"] == sha256_file(Path(row["path"]).with_suffix(".dat"))

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import wfdb
 from ecgfm_suite._io import sha256_file
 from ecgfm_suite.data import prepared
 from ecgfm_suite.data.prepared import PreparedSet, prepare_records, prepared_key
-from ecgfm_suite.data.preprocess import InputSpec, prepare
+from ecgfm_suite.data.preprocess import InputSpec, RecordWindows, expected_window_counts, prepare
 from ecgfm_suite.data.reader import read_signal
 from ecgfm_suite.errors import CacheError, CacheWarning, RecordError
 from tests.test_io_and_registry import (
@@ -133,6 +134,27 @@ def test_hit_reads_nothing_and_key_changes_with_spec_hash_and_code(records, tmp_
     miss = prepare_records(records, prepare_fn, spec_key=other_spec, cache_dir=cache, read=read)
     assert not miss.from_cache and len(reads(log)) == 2 * N_RECORDS
     assert len(list((cache / "prepared").glob("*/*/manifest.json"))) == 2
+
+
+def test_the_window_policy_keys_the_entry_which_names_the_familys_prepare_and_counts_the_windows(records, tmp_path):
+    """2-s windows on 4–10-s records: ``cover`` adds an end-aligned window where the official non-overlapping
+    windows drop a tail (odd seconds); both entries name ``prepare_fn`` as their code, the policy being in the spec."""
+    got = {}
+    for policy in ("cover", "official"):
+        spec = replace(SPEC, window_policy=policy)
+        got[policy] = prepare_records(records, RecordWindows(prepare_fn, spec), cache_dir=tmp_path / "cache",
+                                      spec_key={**SPEC_KEY, "input_spec": spec.to_dict()})
+        manifest = json.loads((got[policy].path / "manifest.json").read_text())
+        assert manifest["prepare"].endswith(":prepare_fn")
+    assert got["cover"].cache_key != got["official"].cache_key
+    seconds = np.array([4 + i % 7 for i in range(N_RECORDS)])
+    np.testing.assert_array_equal(np.diff(got["official"].offsets), seconds // 2)
+    cover = np.diff(got["cover"].offsets)
+    np.testing.assert_array_equal(cover, -(-seconds // 2))
+    np.testing.assert_array_equal(cover, expected_window_counts(records["n_samples"], records["fs"],
+                                                                replace(SPEC, window_policy="cover")))
+    assert got["cover"].window_counts() == {"records": N_RECORDS, "windows": int(cover.sum()), "min": 2,
+                                            "mean": round(float(cover.mean()), 3), "max": 5}
 
 
 class Interrupt(BaseException):

@@ -15,14 +15,20 @@ from sklearn.preprocessing import minmax_scale, scale
 from ecgfm_suite.data.preprocess import (
     NORMALISATIONS,
     RESAMPLERS,
+    WINDOW_POLICIES,
     InputSpec,
+    RecordWindows,
     bandpass,
+    expected_window_counts,
     lead_sources,
+    native_length,
     normalise,
     notch,
     prepare,
     resample,
     select_leads,
+    tile_count,
+    tile_starts,
     windows,
 )
 from ecgfm_suite.data.records import STD_LEADS
@@ -342,3 +348,89 @@ def test_every_catalog_spec_prepares_a_12_lead_record():
         w = prepare(x, 500, STD_LEADS, spec)
         assert w.shape[1:] == (len(spec.leads), spec.window), model
         assert np.isfinite(w).all() and w.dtype == np.float32
+
+
+# -- record-level window policy ------------------------------------------------------------------
+
+
+@FAST
+@given(n=st.integers(1, 5000), length=st.integers(1, 700))
+def test_cover_tiles_the_whole_record_with_the_last_window_aligned_to_its_end(n, length):
+    starts = tile_starts(n, length)
+    assert len(starts) == int(tile_count(n, length)) == max(1, -(-n // length))
+    assert starts[0] == 0 and (np.diff(starts) > 0).all()
+    if n <= length:  # one window, padded by the family as before
+        assert starts.tolist() == [0]
+        return
+    assert starts[-1] == n - length  # no tail dropped
+    assert (np.diff(starts)[:-1] == length).all() and np.diff(starts)[-1] <= length  # only the last one overlaps
+    covered = np.zeros(n, bool)
+    for s in starts:
+        covered[s : s + length] = True
+    assert covered.all()
+
+
+def test_tiles_of_exact_multiples_are_disjoint_and_short_records_get_one_window():
+    assert tile_starts(30, 10).tolist() == [0, 10, 20]
+    assert tile_starts(25, 10).tolist() == [0, 10, 15]
+    assert tile_starts(10, 10).tolist() == [0] and tile_starts(3, 10).tolist() == [0]
+    np.testing.assert_array_equal(tile_count(np.array([0, 3, 10, 11, 30, 31]), 10), [1, 1, 1, 2, 3, 4])
+    with pytest.raises(SpecError):
+        tile_starts(10, 0)
+
+
+@pytest.mark.parametrize("fs", [100.0, 250.0, 257.0, 300.0, 360.0, 400.0, 500.0, 1000.0, 499.7])
+@pytest.mark.parametrize("spec_fs, window", [(500, 5000), (100, 500), (240, 600), (250, 2250)])
+def test_a_native_tile_resamples_to_at_least_one_window_and_at_most_one_sample_more(fs, spec_fs, window):
+    spec = InputSpec(fs=spec_fs, leads=("I",), window=window)
+    n = native_length(fs, spec)
+    for out in (round(n * spec_fs / fs), int(n * spec_fs / fs), int(n * (spec_fs / fs))):
+        assert out >= window
+    assert n - 1 < window * fs / spec_fs + 1  # the smallest such length (to a float-rounding sample)
+    assert resample(np.zeros((1, n), np.float32), fs, spec_fs).shape[-1] >= window
+
+
+def _marking_prepare(x, fs, leads):
+    """A stand-in family pipeline: 3 windows of 2 samples per call, each holding the call's first sample and
+    length (so the test sees which part of the record each window came from)."""
+    x = np.asarray(x)
+    return np.stack([np.full((1, 2), [x[0, 0], x.shape[-1]], np.float32) for _ in range(3)])
+
+
+def test_the_three_policies_on_one_record():
+    spec = InputSpec(fs=100, leads=("I",), window=1000)  # 10 s windows
+    x = np.arange(2500, dtype=np.float32)[None] + 1  # 25 s at 100 Hz
+    got = {p: RecordWindows(_marking_prepare, InputSpec(**{**spec.to_dict(), "window_policy": p}))(x, 100.0, ("I",))
+           for p in WINDOW_POLICIES}
+    np.testing.assert_array_equal(got["official"], _marking_prepare(x, 100.0, ("I",)))  # the family's, untouched
+    np.testing.assert_array_equal(got["first"], got["official"][:1])
+    # cover: tiles at 0, 10 s and 15 s (aligned to the end), each 10 s, each the first window of its own call
+    assert got["cover"][:, 0, 0].tolist() == [1, 1001, 1501] and got["cover"][:, 0, 1].tolist() == [1000] * 3
+    assert RecordWindows(_marking_prepare, spec)(x, 100.0, ("I",)).shape == got["cover"].shape  # the default
+    short = x[:, :400]
+    assert RecordWindows(_marking_prepare, spec)(short, 100.0, ("I",))[:, 0].tolist() == [[1, 400]]
+
+
+def test_cover_cuts_tiles_at_the_records_own_rate():
+    spec = InputSpec(fs=500, leads=("I",), window=5000, window_policy="cover")
+    x = np.arange(9000, dtype=np.float32)[None] + 1  # 30 s at 300 Hz: three 10-s tiles of 3000 samples
+    out = RecordWindows(_marking_prepare, spec)(x, 300.0, ("I",))
+    assert out[:, 0, 0].tolist() == [1, 3001, 6001] and out[:, 0, 1].tolist() == [3000] * 3
+
+
+def test_window_counts_follow_the_policy_from_lengths_and_rates_alone():
+    spec = InputSpec(fs=500, leads=("II",), window=5000)
+    n, fs = np.array([9000, 18300, 100, 5000, 5001]), np.array([300.0, 300.0, 300.0, 500.0, 500.0])
+    np.testing.assert_array_equal(expected_window_counts(n, fs, spec), [3, 7, 1, 1, 2])
+    np.testing.assert_array_equal(expected_window_counts(n, fs, InputSpec(**{**spec.to_dict(),
+                                                                               "window_policy": "first"})), [1] * 5)
+    assert expected_window_counts(n, fs, InputSpec(**{**spec.to_dict(), "window_policy": "official"})) is None
+
+
+def test_the_window_policy_is_a_validated_spec_field():
+    spec = InputSpec(fs=100, leads=("I",), window=10)
+    assert spec.window_policy is None and spec.policy == "cover"  # None: the run's policy, cover by default
+    assert InputSpec.from_dict({**spec.to_dict(), "window_policy": "official"}).policy == "official"
+    with pytest.raises(SpecError) as err:
+        InputSpec(fs=100, leads=("I",), window=10, window_policy="sliding")
+    assert err.value.path == "InputSpec.window_policy"

@@ -26,11 +26,12 @@ def real(data_dir: Path):
     return ptbxl.scan(roots[0])
 
 
+@pytest.mark.real_data
 def test_real_records(real) -> None:
     r = real.records
     assert len(r) == 300 and real.excluded == [] and real.missing_label_files == []
     assert list(r.columns) == [*RECORD_COLUMNS, *ptbxl.LABEL_COLUMNS]
-    assert r["strat_fold"].value_counts().sort_index().to_dict() == {f: 30 for f in range(1, 11)}
+    assert r["strat_fold"].value_counts().sort_index().to_dict() == dict.fromkeys(range(1, 11), 30)
     assert set(r["fs"]) == {100.0} and set(r["n_samples"]) == {1000}
     assert set(r["leads"]) == {",".join(STD_LEADS)}  # header says AVR, AVL, AVF
     assert r["path"].str.endswith("_lr").all() and r["path"].str.contains("records100/00000").all()
@@ -38,6 +39,7 @@ def test_real_records(real) -> None:
     assert r["key"].is_unique and set(r["region"]) == {"Germany"}
 
 
+@pytest.mark.real_data
 def test_real_demographics_and_ids(real) -> None:
     r = real.records
     assert r["sex"].value_counts().to_dict() == {"F": 151, "M": 149}  # README: sex 0 = male 149, 1 = female 151
@@ -48,6 +50,7 @@ def test_real_demographics_and_ids(real) -> None:
     assert dict(zip(r["record_id"], r["patient_id"])) == expected
 
 
+@pytest.mark.real_data
 def test_real_statement_counts(real) -> None:
     r = real.records
     codes = Counter(c for d in r["scp_codes"] for c in d)
@@ -59,6 +62,7 @@ def test_real_statement_counts(real) -> None:
     assert first["patient_id"] == "15709" and first["sex"] == "F" and first["age"] == 56.0
 
 
+@pytest.mark.real_data
 def test_real_record_decodes_in_mv(real) -> None:
     row = real.records.iloc[0]
     sig = read_signal(row)

@@ -27,6 +27,7 @@ def _edit_header(record: Path, pattern: str, repl: str, count: int = 0) -> None:
     hea.write_text(text)
 
 
+@pytest.mark.real_data
 def test_real_ludb_record_in_mv_equals_wfdb(data_dir: Path) -> None:
     path = data_dir / "ludb" / "data" / "1"
     sig = read_signal(_row(path))
@@ -43,6 +44,7 @@ def test_real_ludb_record_in_mv_equals_wfdb(data_dir: Path) -> None:
     assert read_and_validate(_row(path)).data.shape == (12, 5000)
 
 
+@pytest.mark.real_data
 def test_real_cinc2017_mat_record_via_wfdb(data_dir: Path) -> None:
     path = data_dir / "cinc2017" / "training2017" / "A00003"
     sig = read_signal(_row(path, leads="I", fs=300.0, n_samples=18000))
@@ -51,6 +53,7 @@ def test_real_cinc2017_mat_record_via_wfdb(data_dir: Path) -> None:
     np.testing.assert_allclose(sig.data[0], raw / 1000.0, atol=1e-6)
 
 
+@pytest.mark.real_data
 def test_challenge_mat_rows_are_delegated(data_dir: Path) -> None:
     path = data_dir / "challenge-2020-2021" / "georgia" / "E00009"
     sig = read_signal({"path": str(path), "format": "challenge_mat"})
@@ -185,6 +188,7 @@ def _same_as_wfdb(record: Path) -> None:
     assert repr(sorted(vars(ours).items())) == repr(sorted(vars(theirs).items())), record
 
 
+@pytest.mark.real_data
 def test_read_header_equals_wfdb_on_real_headers(data_dir: Path) -> None:
     """Every 2nd real header (every 100th of CinC 2017's), all of Georgia's: identical fields; where wfdb
     fails, so do we."""
@@ -237,6 +241,7 @@ def _same_record_as_wfdb(record: Path) -> None:
             assert repr(ours[name]) == repr(value), (record, name)
 
 
+@pytest.mark.real_data
 def test_decode_samples_equals_wfdb_on_real_records(data_dir: Path) -> None:
     """Every 4th real WFDB record of each dataset (every 50th of CinC 2017's ``16+24`` .mat), Georgia aside
     (its record line defeats wfdb; those go through ``challenge_mat``)."""

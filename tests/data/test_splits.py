@@ -10,7 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecgfm_suite.data.splits import (
-    SPLIT_NAMES, check_split, official_split, record_groups, split_counts, stratified_split,
+    SPLIT_NAMES,
+    check_split,
+    official_split,
+    record_groups,
+    split_counts,
+    stratified_split,
 )
 from ecgfm_suite.errors import DataError, SpecError
 

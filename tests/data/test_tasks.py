@@ -21,10 +21,38 @@ import pandas as pd
 import pytest
 
 from ecgfm_suite.data.splits import official_split
-from ecgfm_suite.data.tasks import TASKS, TaskSkip, TaskSpec, Unlabelled, build_task
-from ecgfm_suite.data.tasks import brugada, challenge, cinc2017, code15, demographics, harmonised, ludb, ptbxl
+from ecgfm_suite.data.tasks import (
+    TASKS,
+    TaskSkip,
+    TaskSpec,
+    Unlabelled,
+    brugada,
+    build_task,
+    challenge,
+    cinc2017,
+    code15,
+    demographics,
+    harmonised,
+    ludb,
+    ptbxl,
+)
 from ecgfm_suite.data.tasks.vocab import (
-    CHALLENGE_SCORED, LUDB_AXIS, LUDB_CONDUCTION, LUDB_RHYTHM, PTBXL_FORM, PTBXL_RHYTHM, PTBXL_SUBDIAG,
+    ABNORMALITY_LUDB,
+    ABNORMALITY_PTBXL,
+    ABNORMALITY_PTBXL_UNSURE,
+    ABNORMALITY_SNOMED,
+    ABNORMALITY_SNOMED_UNSURE,
+    ABNORMALITY_SOURCE_GAPS,
+    ABNORMALITY_SOURCE_UNSURE,
+    CHALLENGE_RHYTHM_CODES,
+    CHALLENGE_SCORED,
+    CODE15_ABNORMALITIES,
+    LUDB_AXIS,
+    LUDB_CONDUCTION,
+    LUDB_RHYTHM,
+    PTBXL_FORM,
+    PTBXL_RHYTHM,
+    PTBXL_SUBDIAG,
     PTBXL_SUPERDIAG,
 )
 from ecgfm_suite.errors import DataError, SpecError
@@ -68,7 +96,8 @@ def test_registry_is_complete_and_resolvable():
     expected = {"ludb_rhythm", "ludb_axis", "ludb_conduction", "ludb_lvh", "ludb_ischemia", "ludb_age", "ludb_sex",
                 "brugada_huca_brugada", "brugada_huca_basal_pattern", "brugada_huca_sudden_death",
                 "ptbxl_superdiag", "ptbxl_subdiag", "ptbxl_form", "ptbxl_rhythm", "challenge2021_dx",
-                "code15_chagas", "cinc2017_af", "rhythm", "sex", "age"}
+                "code15_chagas", "code15_abnormalities", "code15_normal_ecg", "cinc2017_af", "rhythm",
+                "abnormalities", "sex", "age"}
     assert expected <= set(TASKS)
     for task_id, spec in TASKS.items():
         assert callable(resolve(spec.labeler)), task_id
@@ -233,6 +262,57 @@ def test_harmonised_rhythm_maps_every_vocabulary(ptbxl_toy):
                                                   "CinC 2017 class '~' has no harmonised rhythm"]
     with pytest.raises(DataError, match="no harmonised rhythm mapping"):
         harmonised.rhythm(binary_index(1, 1))
+
+
+def _release_rows(*labels, fmt="hdf5", normal=True):
+    six = dict.fromkeys(CODE15_ABNORMALITIES, False)
+    return [{"record_id": str(i), "format": fmt, **six, **dict.fromkeys(found, True), "normal_ecg": normal}
+            for i, found in enumerate(labels)]
+
+
+def test_code15_abnormalities_and_normal_ecg_from_exams_csv():
+    rows = _release_rows((), ("RBBB", "AF"), ("1dAVb",))
+    rows.append({**rows[0], "record_id": "3", "SB": None, "normal_ecg": None})
+    rows.append({"record_id": "4", "format": "wfdb", "chagas": True})  # a WFDB record not in exams.csv
+    index = make_index("code15", rows)
+    assert labels_of(code15.abnormalities(index)) == [(), ("RBBB", "AF"), ("1dAVb",), "no True/False SB label in "
+                                                      "exams.csv", "Challenge 2025 WFDB record whose exam is not in "
+                                                      "exams.csv"]
+    assert labels_of(code15.normal_ecg(index))[:4] == ["normal_ecg"] * 3 + ["no True/False normal_ecg in exams.csv"]
+    assert labels_of(harmonised.abnormalities(index)) == labels_of(code15.abnormalities(index))
+    wfdb_only = binary_index(2, 2)  # the Challenge 2025 form's columns only
+    for fn in (code15.abnormalities, code15.normal_ecg):
+        with pytest.raises(TaskSkip, match="only the Challenge 2025 WFDB form"):
+            fn(wfdb_only)
+    missing = make_index("code15", [{"record_id": "1"}], missing_label_files=("/data/exams.csv",))
+    with pytest.raises(TaskSkip, match="exams.csv"):
+        code15.abnormalities(missing)
+
+
+def test_harmonised_abnormalities_maps_every_vocabulary(tmp_path):
+    ludb_ix = ludb_index(rhythm=[("sinus bradycardia",), ("atrial flutter, typical",), (), ("sinus rhythm",)],
+                         conduction=[("i degree av block",), ("incomplete right bundle branch block",),
+                                     ("complete left bundle branch block",), ("complete right bundle branch block",)])
+    assert labels_of(harmonised.abnormalities(ludb_ix)) == [
+        ("1dAVb", "SB"), (), "no rhythm statement: SB, ST and AF cannot be told", ("RBBB",)]
+    ptbxl_ix = make_index("ptbxl", [{"record_id": str(i), "scp_codes": c} for i, c in enumerate([
+        {"SR": 0.0, "CRBBB": 100.0, "1AVB": 50.0}, {"STACH": 0.0, "IRBBB": 100.0}, {"AFLT": 0.0, "CLBBB": 80.0},
+        {"SR": 0.0, "LPR": 0.0}, {"SR": 0.0, "LPR": 0.0, "1AVB": 100.0}, {"NORM": 100.0}, {}])])
+    assert labels_of(harmonised.abnormalities(ptbxl_ix)) == [
+        ("1dAVb", "RBBB"), ("ST",), ("LBBB",), ABNORMALITY_PTBXL_UNSURE["LPR"][1], ("1dAVb",),
+        "no rhythm statement: SB, ST and AF cannot be told", "no SCP statement"]
+    chal = make_index("challenge2021", [{"record_id": str(i), "source": src, "dx": dx} for i, (src, dx) in enumerate([
+        ("georgia", ("426783006", "713427006", "270492004")), ("georgia", ("426749004", "733534002")),
+        ("georgia", ("426783006", "6374002")), ("georgia", ("426783006", "6374002", "59118001")),
+        ("georgia", ("164865005",)), ("georgia", ("426627000",)), ("cpsc_2018", ("164889003",)),
+        ("ningbo", ("164890007",)), ("ningbo", ("426783006", "427084000")), ("chapman_shaoxing", ("164890007",)),
+    ])])
+    assert labels_of(harmonised.abnormalities(chal)) == [
+        ("1dAVb", "RBBB"), ("LBBB", "AF"), ABNORMALITY_SNOMED_UNSURE["6374002"][1], ("RBBB",),
+        "no rhythm statement: SB, ST and AF cannot be told", ABNORMALITY_SNOMED_UNSURE["426627000"][1],
+        ABNORMALITY_SOURCE_GAPS["cpsc_2018"], ABNORMALITY_SOURCE_UNSURE["ningbo"]["164890007"][1], ("ST",), ()]
+    with pytest.raises(DataError, match="no harmonised abnormality mapping"):
+        harmonised.abnormalities(make_index("cinc2017", [{"record_id": "1", "af_label": "A"}]))
 
 
 # --- build_task on hand-built indexes ------------------------------------------------------------------
@@ -402,19 +482,50 @@ def readme_counts(data_dir: Path, pattern: str) -> dict[str, int]:
     return {name.strip(): int(n.replace(",", "")) for name, n in re.findall(r"([^,]+?) (\d[\d,]*)(?:,|$)", match.group(1))}
 
 
+@pytest.mark.real_data
 def test_vocab_matches_the_official_tables(data_dir):
     table = pd.read_csv(data_dir / "ptb-xl" / "scp_statements.csv", index_col=0)
     diag = table[table.diagnostic == 1]
     assert set(PTBXL_SUPERDIAG) == set(diag.diagnostic_class)
     assert set(PTBXL_SUBDIAG) == set(diag.diagnostic_subclass)
-    assert PTBXL_FORM == tuple(table.index[table.form == 1])
-    assert PTBXL_RHYTHM == tuple(table.index[table.rhythm == 1])
+    assert tuple(table.index[table.form == 1]) == PTBXL_FORM
+    assert tuple(table.index[table.rhythm == 1]) == PTBXL_RHYTHM
     root = data_dir / "challenge-2020-2021"
     codes = next(csv.reader(open(root / "weights.csv")))[1:]
     abbrevs = next(csv.reader(open(root / "weights_abbreviations.csv")))[1:]
     assert {a: c for a, c in zip(abbrevs, codes)} == {k: "|".join(v) for k, v in CHALLENGE_SCORED.items()}
 
 
+#: dx_mapping_scored.csv source columns → the Challenge loader's source ids
+_SOURCE_COLUMNS = {"CPSC": "cpsc_2018", "CPSC_Extra": "cpsc_2018_extra", "StPetersburg": "st_petersburg_incart",
+                   "PTB": "ptb", "PTB_XL": "ptbxl", "Georgia": "georgia", "Chapman_Shaoxing": "chapman_shaoxing",
+                   "Ningbo": "ningbo"}
+
+
+@pytest.mark.real_data
+def test_abnormality_vocab_matches_the_official_tables(data_dir):
+    """Every code of the six-class tables is in the official tables, and every source that never codes one of
+    the six (a zero count in the 2021 dx_mapping_scored.csv) cannot label it: a gap or an unsure statement."""
+    scp = pd.read_csv(data_dir / "ptb-xl" / "scp_statements.csv", index_col=0)
+    assert set(ABNORMALITY_PTBXL) | set(ABNORMALITY_PTBXL_UNSURE) <= set(scp.index)
+    root = data_dir / "challenge-2020-2021"
+    scored = pd.read_csv(root / "dx_mapping_scored.csv", dtype={"SNOMEDCTCode": str})
+    unscored = pd.read_csv(root / "dx_mapping_unscored.csv", dtype={"SNOMEDCTCode": str})
+    both = pd.concat([scored, unscored])
+    names = dict(zip(both["SNOMEDCTCode"], both["Dx"], strict=True))
+    assert set(ABNORMALITY_SNOMED) | set(ABNORMALITY_SNOMED_UNSURE) | set(CHALLENGE_RHYTHM_CODES) <= set(names)
+    assert all(re.search("fibrillation", names[c]) for c, cls in ABNORMALITY_SNOMED.items() if cls == "AF")
+    assert set(ABNORMALITY_LUDB) <= set(LUDB_RHYTHM) | set(LUDB_CONDUCTION)
+    counts = scored.set_index("SNOMEDCTCode")
+    for column, source in _SOURCE_COLUMNS.items():
+        for cls in CODE15_ABNORMALITIES:
+            codes = [c for c, k in ABNORMALITY_SNOMED.items() if k == cls and c in counts.index]
+            if counts.loc[codes, column].sum() == 0:
+                unsure = ABNORMALITY_SOURCE_UNSURE.get(source, {}).values()
+                assert source in ABNORMALITY_SOURCE_GAPS or any(cls in hidden for hidden, _ in unsure), (source, cls)
+
+
+@pytest.mark.real_data
 def test_ludb_vocab_covers_every_statement_in_ludb_csv(data_dir):
     rows = list(csv.DictReader(open(data_dir / "ludb" / "ludb.csv", newline="")))
 
@@ -427,6 +538,7 @@ def test_ludb_vocab_covers_every_statement_in_ludb_csv(data_dir):
     assert {c.split(":", 1)[1].strip() for c in cells("Electric axis of the heart")} == set(LUDB_AXIS)
 
 
+@pytest.mark.real_data
 def test_real_ludb_rhythm_counts_match_the_readme(data_dir):
     readme = readme_counts(data_dir, r"Rhythms: ([^.]+)\.")
     as_class = {"sinus rhythm": "sinus_rhythm", "sinus bradycardia": "sinus_bradycardia",
@@ -445,6 +557,7 @@ def test_real_ludb_rhythm_counts_match_the_readme(data_dir):
         assert min(td.counts[s].values()) >= td.task.min_positives
 
 
+@pytest.mark.real_data
 def test_real_ptbxl_superdiag_matches_readme_and_authors_aggregation(data_dir):
     readme = readme_counts(data_dir, r"superclasses ([A-Z0-9 ,]+) \(")
     assert readme == {"NORM": 172, "STTC": 62, "CD": 48, "MI": 44, "HYP": 28}
@@ -470,6 +583,7 @@ def test_real_ptbxl_superdiag_matches_readme_and_authors_aggregation(data_dir):
             assert {td.classes[i] for i in np.flatnonzero(row)} == set(classes)
 
 
+@pytest.mark.real_data
 def test_real_ptbxl_official_split_sizes(data_dir):
     index = real_indexes(data_dir, "ptbxl")["ptbxl"]
     assign = official_split(index.records["strat_fold"])
@@ -484,6 +598,7 @@ def test_real_ptbxl_official_split_sizes(data_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_real_cinc2017_counts_and_harmonised_rhythm_regions(data_dir):
     reference = list(csv.reader(open(data_dir / "cinc2017" / "training2017" / "REFERENCE.csv")))
     truth = Counter(label for _, label in reference)
@@ -505,6 +620,7 @@ def test_real_cinc2017_counts_and_harmonised_rhythm_regions(data_dir):
     assert rhythm.excluded["cinc2017: CinC 2017 class 'O' has no harmonised rhythm"] == truth["O"]
 
 
+@pytest.mark.real_data
 def test_real_challenge_dx_and_duplicate_grouping(data_dir):
     index = real_indexes(data_dir, "challenge2021")["challenge2021"]
     td = build_task("challenge2021_dx", {"challenge2021": index})
@@ -522,8 +638,24 @@ def test_real_challenge_dx_and_duplicate_grouping(data_dir):
                               "USA/georgia", "Germany/ptbxl", "Germany/ptb"}
 
 
+@pytest.mark.real_data
 def test_real_brugada_skips_naming_metadata(data_dir):
     index = real_indexes(data_dir, "brugada_huca")["brugada_huca"]
     with pytest.raises(TaskSkip, match="metadata.csv") as info:
         build_task("brugada_huca_brugada", {"brugada_huca": index})
     assert info.value.path and info.value.path.endswith("metadata.csv")
+
+
+@pytest.mark.real_data
+def test_real_harmonised_abnormalities_pool_three_continents(data_dir):
+    indexes = real_indexes(data_dir, "ludb", "ptbxl", "challenge2021", "code15")
+    td = build_task("abnormalities", indexes)
+    assert set(td.dataset) == {"ludb", "ptbxl", "challenge2021"}  # the shared CODE-15% is the WFDB form only
+    assert "only the Challenge 2025 WFDB form" in td.skipped_datasets["code15"]
+    assert {r.split("/")[0] for r in td.region} >= {"Russia", "Germany", "China", "USA"}
+    ludb_labels = harmonised.abnormalities(indexes["ludb"])
+    readme = readme_counts(data_dir, r"Conduction: ([^.]+)\.")
+    assert sum("1dAVb" in v for v in ludb_labels if not isinstance(v, Unlabelled)) == readme["I° AV block"]
+    assert sum("RBBB" in v for v in ludb_labels if not isinstance(v, Unlabelled)) == readme["complete RBBB"]
+    reasons = set(td.excluded)
+    assert f"challenge2021: {ABNORMALITY_SOURCE_GAPS['cpsc_2018']}" in reasons

@@ -6,14 +6,14 @@ import contextlib
 import io
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from ecgfm_suite.embeddings.cache import EmbeddingCache
-from ecgfm_suite.errors import CacheError, CacheWarning
 from ecgfm_suite.engine.shard import recorded_encode_rates
+from ecgfm_suite.errors import CacheError, CacheWarning
 from ecgfm_suite.storage import StorePath
 from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 
@@ -216,7 +216,7 @@ def test_shard_costs_as_of_count_only_entries_written_before(s3_url, tmp_path, w
     cache.get_or_compute(DESC, _compute())
     [manifest] = cache.manifest_paths()
     written = manifest.modified() if isinstance(manifest, StorePath) else datetime.fromtimestamp(
-        manifest.stat().st_mtime, tz=timezone.utc)
+        manifest.stat().st_mtime, tz=UTC)
     assert recorded_encode_rates(root, as_of=written) == {"m": pytest.approx(3.0 / N)}
     assert recorded_encode_rates(root, as_of=written - timedelta(seconds=1)) == {}  # written after that moment
     assert recorded_encode_rates(root) == {"m": pytest.approx(3.0 / N)}

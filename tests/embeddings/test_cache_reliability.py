@@ -162,6 +162,7 @@ def test_a_full_disk_while_writing_an_entry_leaves_no_half_entry_and_names_it(tm
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_the_runner_rescores_nothing_from_a_damaged_entry(data_dir, tmp_path):
     """Where the user met case 3: the runner's embeddings of a dataset, cached, then zeroed on disk."""
     from ecgfm_suite.engine.runner import Runner

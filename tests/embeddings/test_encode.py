@@ -136,3 +136,41 @@ def test_aggregate_windows_is_each_records_mean_and_the_identity_for_single_wind
     expected = np.stack([emb[a:b].astype(np.float64).mean(axis=0) for a, b in zip(offsets[:-1], offsets[1:])])
     np.testing.assert_allclose(aggregate_windows(emb, offsets), expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(aggregate_windows(emb, np.arange(len(emb) + 1)), emb)
+
+
+def test_embed_array_follows_the_window_policy_and_official_is_the_familys_own() -> None:
+    encoder = _encoder()  # random_cnn's spec: 10-s windows, no policy of its own (cover)
+    raw = np.random.default_rng(3).standard_normal((1, 12, 12_500)).astype(np.float32)  # 25 s at 500 Hz
+    leads = SPEC.input_spec.leads
+    tiles = [raw[0][:, s : s + 5000] for s in (0, 5000, 7500)]  # the last tile aligned to the end
+    cover = np.mean([encoder.encode(encoder.prepare(t, 500.0, leads))[0] for t in tiles], axis=0)
+    np.testing.assert_allclose(embed_array(encoder, raw, 500.0, leads)[0], cover, rtol=1e-5, atol=1e-6)
+    official = encoder.encode(encoder.prepare(raw[0], 500.0, leads)).mean(axis=0)  # its first 10 s
+    np.testing.assert_allclose(embed_array(encoder, raw, 500.0, leads, window_policy="official")[0], official,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_progress_bar_counts_windows_not_records(monkeypatch) -> None:
+    import tqdm.auto
+
+    bars: list[Any] = []
+
+    class Recorder:
+        def __init__(self, total: int, **kwargs: Any) -> None:
+            self.total, self.done, self.desc = total, 0, kwargs.get("desc")
+            bars.append(self)
+
+        def __enter__(self) -> Recorder:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: int) -> None:
+            self.done += n
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    windows, offsets = _windows()
+    encode_prepared(_encoder(), windows, offsets, batch_windows=4, desc="m/d")
+    (bar,) = bars
+    assert bar.total == bar.done == sum(COUNTS) and bar.desc == f"m/d ({len(COUNTS)} rec)"

@@ -9,7 +9,8 @@ checks three things, each with ``np.testing.assert_allclose`` semantics
 2. the network alone: ``encoder.encode(model_input windows)`` vs the official per-window vectors
    (``embeddings_per_*.npy`` when the fixture has one, else ``embeddings.npy``), so an
    architecture bug is not masked by (or blamed on) preprocessing;
-3. end to end: ``embed_array(encoder, raw_input, 500, raw_leads)`` vs ``embeddings.npy``.
+3. end to end: ``embed_array(encoder, raw_input, 500, raw_leads, window_policy="official")`` vs
+   ``embeddings.npy`` (the fixtures follow each model's official test-time windows, not ``cover``).
 
 The returned dict holds, per check, ``max_abs`` (largest absolute error) and ``max_rel``
 (largest absolute error divided by the largest official magnitude), for reporting the
@@ -122,7 +123,7 @@ def run_parity(
                                      official, rtol, atol)
 
     # 3. end to end through the shared embedding path
-    ours = embed_array(encoder, raw, RAW_FS, raw_leads)
+    ours = embed_array(encoder, raw, RAW_FS, raw_leads, window_policy="official")
     result["embeddings"] = compare(f"{model_id} embeddings", ours, official, rtol, atol)
     return result
 

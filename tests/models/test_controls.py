@@ -81,6 +81,7 @@ def test_random_cnn_refuses_checkpoint_and_unknown_options(tmp_path) -> None:
         load_random_cnn(CNN, None, config={"channels": (16, 32)})
 
 
+@pytest.mark.real_data
 def test_random_cnn_embeds_real_records(data_dir) -> None:
     records = [read_ludb(data_dir, i) for i in (1, 2, 3)]
     x = np.stack([r[0] for r in records])
@@ -98,6 +99,7 @@ def test_feature_order_is_fixed_and_matches_catalog() -> None:
     assert load_handcrafted(HANDCRAFTED, None).embed_dim == len(NAMES)
 
 
+@pytest.mark.real_data
 def test_intervals_agree_with_ludb_cardiologists(data_dir) -> None:
     """Independent reference: LUDB's manual wave annotations (lead II) on 40 records."""
     encoder = load_handcrafted(HANDCRAFTED, None)
@@ -121,6 +123,7 @@ def test_intervals_agree_with_ludb_cardiologists(data_dir) -> None:
         assert r >= min_r and mae <= max_mae, f"column {col}: r={r:.3f} MAE={mae:.1f}"
 
 
+@pytest.mark.real_data
 def test_features_scale_with_amplitude(data_dir) -> None:
     x, leads = read_ludb(data_dir, 5)
     encoder = load_handcrafted(HANDCRAFTED, None)
@@ -151,6 +154,7 @@ def test_degenerate_windows_never_raise(kind: str) -> None:
         assert emb[0, _index("hr_mean_bpm")] == 0  # imputed
 
 
+@pytest.mark.real_data
 def test_prominence_delineator_is_what_ecg_delineate_runs(data_dir) -> None:
     """We call neurokit's delineator below ``ecg_delineate`` for speed; the waves must be the same."""
     import neurokit2 as nk

@@ -19,8 +19,8 @@ from ecgfm_suite.models import ecgfm_ked
 from ecgfm_suite.models._build import count_parameters
 from ecgfm_suite.models.catalog import MIMIC_LEADS, MODELS
 from tests.models.parity import (
-    compare_trunk_states,
     broken_state_dicts,
+    compare_trunk_states,
     fixture_dir,
     read_manifest,
     run_parity,

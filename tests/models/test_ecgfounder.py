@@ -16,8 +16,8 @@ from ecgfm_suite.models import ecgfounder
 from ecgfm_suite.models._build import count_parameters
 from ecgfm_suite.models.catalog import MODELS
 from tests.models.parity import (
-    compare_trunk_states,
     broken_state_dicts,
+    compare_trunk_states,
     fixture_dir,
     read_manifest,
     run_parity,

@@ -79,6 +79,7 @@ def reference(ludb) -> np.ndarray:
 @pytest.mark.parametrize(("family", "file", "loader"), [("torchscript", "torchscript", load_torchscript),
                                                         ("onnx", "onnx", load_onnx),
                                                         ("onnx", "onnx_fixed", load_onnx)])
+@pytest.mark.real_data
 def test_exported_graph_embeds_like_torch(exports, ludb, reference, family, file, loader) -> None:
     x, leads = ludb
     encoder = loader(_spec(family), exports[file])

@@ -35,7 +35,7 @@ def fixture(parity_dir: Path) -> dict:
 def _embed(encoder, raw: np.ndarray) -> np.ndarray:
     from ecgfm_suite.embeddings.encode import embed_array
 
-    return embed_array(encoder, raw, 500.0, STD_LEADS)
+    return embed_array(encoder, raw, 500.0, STD_LEADS, window_policy="official")  # the official 5 s
 
 
 def test_parity_with_official_code(parity_dir: Path) -> None:

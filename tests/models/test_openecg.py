@@ -56,6 +56,7 @@ def _package_tokens(model, windows: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("lead", ["II", "V5"])
+@pytest.mark.real_data
 def test_tokens_and_embedding_equal_the_package_model(data_dir, checkpoint, package_model, lead) -> None:
     import torch
 
@@ -75,6 +76,7 @@ def test_tokens_and_embedding_equal_the_package_model(data_dir, checkpoint, pack
     np.testing.assert_allclose(emb, reference.mean(axis=1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.real_data
 def test_rank_normalisation_matches_opendsp(data_dir) -> None:
     from openecg.dsp import rank_normalize
 
@@ -85,6 +87,7 @@ def test_rank_normalisation_matches_opendsp(data_dir) -> None:
     np.testing.assert_array_equal(rank_normalise(ties)[0], rank_normalize(ties[0]))
 
 
+@pytest.mark.real_data
 def test_embedding_is_invariant_to_gain_and_offset(data_dir, checkpoint) -> None:
     encoder = load(SPEC, checkpoint)
     x, leads = read_ludb(data_dir, 12)

@@ -41,6 +41,7 @@ def broken_ludb(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return root.parent
 
 
+@pytest.mark.real_data
 def test_a_cells_exclusions_count_and_list_the_records_left_out_at_indexing(broken_ludb: Path, tmp_path: Path):
     settings = resolve(cli={"data_dir": str(broken_ludb), "cache_dir": str(tmp_path / "cache"),
                             "weights_dir": str(tmp_path / "weights"), "models": "random_cnn", "tasks": "ludb_sex",

@@ -58,7 +58,7 @@ def small(tmp_path):
     cells = synthetic_matrix(3, 2, 2)
     ids = [c.id for c in cells]
     failed, no_outcome, skipped, errored = ids[0], ids[1], ids[2], ids[3]
-    outcomes = {i: ("passed", None) for i in ids[4:]}
+    outcomes = dict.fromkeys(ids[4:], ("passed", None))
     outcomes[failed] = ("failed", FLOOR.format(failed))
     outcomes[skipped] = ("skipped", "no checkpoint for model000: expected /weights/m.pt")
     outcomes[errored] = ("error", "ecgfm-suite: baselines/model.yml: not valid YAML")

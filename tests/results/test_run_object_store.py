@@ -115,6 +115,7 @@ def test_file_urls_work_for_inputs_and_output(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_a_benchmark_run_with_url_cache_and_reports_dirs(pytester, data_dir, s3_url, tmp_path):
     """Embeddings cached in the bucket, the run staged locally and uploaded with run.json last."""
     cell_test = (Path(__file__).resolve().parents[2] / "benchmarks" / "test_matrix.py").read_text()

@@ -26,7 +26,7 @@ import wfdb
 
 from ...errors import DataError, RecordError
 from ..reader import check_signal_length, header_path, read_header, signal_files
-from ..records import (  # noqa: F401
+from ..records import (  # noqa: F401 - re-exported to the dataset loaders
     RECORD_COLUMNS,
     DatasetIndex,
     Exclusion,

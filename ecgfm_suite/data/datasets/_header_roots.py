@@ -56,5 +56,5 @@ def common_root(dirs: Iterable[Path]) -> list[Path]:
     One root per dataset keeps its record ids unique in one index; a second copy of a
     release below the same data dir is then caught as duplicate record ids and hashes.
     """
-    dirs = [str(d) for d in dirs]
-    return [Path(os.path.commonpath(dirs))] if dirs else []
+    names = [str(d) for d in dirs]
+    return [Path(os.path.commonpath(names))] if names else []

@@ -7,6 +7,7 @@ NaN labels, and ``DatasetIndex.missing_label_files`` names where it was expected
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def find_roots(data_dir: Path, tree: Tree | None = None) -> list[Path]:
 
 def _label(value: object) -> float:
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)  # type: ignore[arg-type]  # any table cell: what float() refuses is caught below
     except (TypeError, ValueError):
         return math.nan
     return out if math.isfinite(out) else math.nan
@@ -70,7 +71,7 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
         if labels is not None and record_id not in labels:
             result.exclude(path, f"missing label: patient {record_id} has no row in {METADATA}", metadata_path)
             continue
-        result.add(path, lambda path=path, record_id=record_id: _row(path, record_id, labels))
+        result.add(path, functools.partial(_row, path, record_id, labels))
     return result.index(dataset=DATASET, version=VERSION, label_columns=LABEL_COLUMNS,
                         missing_label_files=[] if labels is not None else [metadata_path])
 

@@ -23,6 +23,7 @@ ids (``patient_id`` is None); group duplicates by ``signal_hash``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError, RecordError
-from ..challenge_mat import ChallengeHeader, decode, load_samples, parse_header, read_challenge_mat, signal_hash  # noqa: F401
+from ..challenge_mat import ChallengeHeader, decode, load_samples, parse_header, read_challenge_mat, signal_hash  # noqa: F401 - re-exported
 from ..records import DatasetIndex, validate_signal
 from . import DATASETS
 from ._common import RecordScan, Tree, hash_files, list_tree, parse_age, parse_sex
@@ -146,6 +147,11 @@ def find_roots(data_dir: str | Path, tree: Tree | None = None) -> list[Path]:
     return common_root(challenge_dirs(tree if tree is not None else list_tree(data_dir)))
 
 
+def _header_row(record_path: Path, mapping: DxMapping) -> dict[str, Any]:
+    """The index row of the record at ``record_path`` (its header parsed here: a RecordError excludes it)."""
+    return _row(parse_header(record_path.with_name(record_path.name + ".hea")), record_path, mapping)
+
+
 def _row(header: ChallengeHeader, record_path: Path, mapping: DxMapping) -> dict[str, Any]:
     if "dx" not in header.comments:
         raise RecordError("header has no #Dx: comment", header.path)
@@ -198,7 +204,7 @@ def scan(root: str | Path, strict: bool = False) -> DatasetIndex:
     for folder in challenge_dirs(tree):
         for name in (n for n in tree[folder] if n.endswith(".hea")):
             path = folder / name.removesuffix(".hea")
-            records.add(path, lambda p=path: _row(parse_header(p.with_name(p.name + ".hea")), p, mapping))
+            records.add(path, functools.partial(_header_row, path, mapping))
             row = records.rows[-1] if records.rows else None
             if row is None or row["path"] != str(path):
                 continue

@@ -9,6 +9,7 @@ The lead, named ``ECG`` in the headers, is indexed as ``I`` (the AliveCor lead-I
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ...errors import DataError, RecordError
@@ -68,7 +69,7 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
         if label not in LABELS:
             result.exclude(path, f"label {label!r} in {REFERENCE} is not one of {', '.join(LABELS)}", reference_path)
             continue
-        result.add(path, lambda path=path, record_id=record_id, label=label: _row(path, record_id, label))
+        result.add(path, functools.partial(_row, path, record_id, label))
     for hea in sorted(root.glob("*.hea")):
         if hea.stem not in listed:
             result.exclude(hea.with_suffix(""), f"missing label: {hea.stem} has no row in {REFERENCE}", reference_path)

@@ -10,6 +10,7 @@ Lead names are upper case (``AVR``) and are canonicalised. Later versions of the
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def scan(root: str | Path, strict: bool = False) -> DatasetIndex:
     for folder in code15_dirs(tree):
         for name in (n for n in tree[folder] if n.endswith(".hea")):
             path = folder / name.removesuffix(".hea")
-            records.add(path, lambda p=path: _row(p))
+            records.add(path, functools.partial(_row, path))
             row = records.rows[-1] if records.rows else None
             if row is None or row["path"] != str(path):
                 continue

@@ -9,6 +9,7 @@ exactly 1 mV — absolute amplitude is not available from this release.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +17,18 @@ import pandas as pd
 from ...errors import RecordError
 from ..reader import read_header
 from ..records import DatasetIndex
-from ._common import (RecordScan, Tree, comment_fields, dirs_containing, list_tree, parse_age, parse_sex,
-                      peek_header, read_table, wfdb_row)
+from ._common import (
+    RecordScan,
+    Tree,
+    comment_fields,
+    dirs_containing,
+    list_tree,
+    parse_age,
+    parse_sex,
+    peek_header,
+    read_table,
+    wfdb_row,
+)
 
 DATASET = "ludb"
 VERSION = "1.0.1"
@@ -96,7 +107,7 @@ def scan(root: Path, strict: bool = False) -> DatasetIndex:
             result.exclude(root / record_id, f"{MARKER} lists record {record_id} but {why} found below {search}",
                            table_path)
             continue
-        result.add(found[0], lambda path=found[0], entry=entry, record_id=record_id: _row(path, entry, record_id))
+        result.add(found[0], functools.partial(_row, found[0], entry, record_id))
     for record_id, paths in sorted(headers.items()):
         if record_id not in listed:
             for path in paths:

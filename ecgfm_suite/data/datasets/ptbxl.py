@@ -9,6 +9,7 @@ is read by the task layer (``data.tasks.ptbxl``); the scan only reports it when 
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 from pathlib import Path
@@ -87,7 +88,7 @@ def scan(root: Path, strict: bool = False, *, prefer: Literal["lr", "hr"] = "lr"
             result.exclude(record, f"{DATABASE} row ecg_id {entry['ecg_id']} names {' or '.join(names) or 'no file'}"
                            f", not found below {root}", db_path)
             continue
-        result.add(found[0], lambda path=found[0], entry=entry: _row(path, entry, db_path))
+        result.add(found[0], functools.partial(_row, found[0], entry, db_path))
     return result.index(dataset=DATASET, version=VERSION, label_columns=LABEL_COLUMNS,
                         missing_label_files=[] if statements_path.is_file() else [statements_path])
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import TASKS
 from ...errors import TaskSkip
+from .catalog import TASKS
 from .spec import TASK_TYPES, TaskSpec, register
 
 __all__ = ["TASKS", "TASK_TYPES", "TaskData", "TaskSkip", "TaskSpec", "Unlabelled", "build_task", "register"]

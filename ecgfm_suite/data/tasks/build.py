@@ -7,25 +7,30 @@ a task left with nothing to evaluate raises ``TaskSkip`` naming the counts.
 
 from __future__ import annotations
 
-from pathlib import Path
 import hashlib
 import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ...errors import DataError, SpecError
+from ...errors import DataError, SpecError, TaskSkip
 from ...registry import resolve
 from ..records import RECORD_COLUMNS, DatasetIndex
 from ..splits import (
-    DEFAULT_FRACTIONS, SPLIT_NAMES, Split, check_split, official_split, record_groups, stratified_split,
+    DEFAULT_FRACTIONS,
+    SPLIT_NAMES,
+    Split,
+    check_split,
+    official_split,
+    record_groups,
+    stratified_split,
 )
 from .catalog import TASKS
 from .labels import Unlabelled
-from ...errors import TaskSkip
 from .spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,7 @@ def build_task(task: TaskSpec | str, indexes: Mapping[str, DatasetIndex], *, see
     """Label, pool, group and split the records of ``task`` found in ``indexes`` (dataset id → index)."""
     spec = TASKS.get(task) if isinstance(task, str) else task
     pooled, skipped = _label(spec, indexes)
-    excluded = Counter(f"{ds}: {lab.reason}" for ds, lab in zip(pooled["dataset"], pooled["label"])
+    excluded = Counter(f"{ds}: {lab.reason}" for ds, lab in zip(pooled["dataset"], pooled["label"], strict=True)
                        if isinstance(lab, Unlabelled))
     frame = pooled[[not isinstance(lab, Unlabelled) for lab in pooled["label"]]]
     frame = frame.sort_values("key", kind="stable").reset_index(drop=True)
@@ -94,7 +99,8 @@ def build_task(task: TaskSpec | str, indexes: Mapping[str, DatasetIndex], *, see
     y_all = _encode(spec, frame["label"])
     groups_all = record_groups(frame)
     region_all = np.array([r if s == d else f"{r}/{s}" for r, s, d in
-                           zip(frame["region"].astype(str), frame["source"].astype(str), frame["dataset"])],
+                           zip(frame["region"].astype(str), frame["source"].astype(str), frame["dataset"],
+                               strict=True)],
                           dtype=object)
 
     rows, active, split, dropped, rare = _split_evaluable(spec, frame, y_all, groups_all, region_all,
@@ -208,7 +214,7 @@ def _encode(spec: TaskSpec, labels: pd.Series) -> np.ndarray:
         if c not in lookup:
             raise SpecError(f"labeler {spec.labeler} returned class {c!r}, not declared by task {spec.id} "
                             f"({', '.join(spec.classes)})")
-        return lookup[c]  # type: ignore[index]
+        return lookup[c]
 
     if spec.type == "multilabel":
         y = np.zeros((len(labels), len(spec.classes)), dtype=np.int8)
@@ -221,7 +227,7 @@ def _encode(spec: TaskSpec, labels: pd.Series) -> np.ndarray:
 def _select(spec: TaskSpec, y_all: np.ndarray, rows: np.ndarray, active: list[int]) -> np.ndarray:
     """Rows and active classes of the full label array; multiclass indices re-numbered 0..K-1."""
     if spec.type == "multilabel":
-        return y_all[np.ix_(rows, active)]
+        return y_all[np.ix_(rows, np.asarray(active, dtype=np.intp))]
     if spec.type == "regression":
         return y_all[rows]
     renumber = np.full(len(spec.classes), -1, dtype=np.int64)
@@ -263,7 +269,7 @@ def _shortfalls(split: Split, columns: list[tuple[int, str]], m: int) -> dict[in
         c, kind = columns[k]
         if c in out:
             continue
-        per = ", ".join(f"{name} {int(n)}" for name, n in zip(SPLIT_NAMES, split.counts[:, k]))
+        per = ", ".join(f"{name} {int(n)}" for name, n in zip(SPLIT_NAMES, split.counts[:, k], strict=True))
         out[c] = f"{kind} per split {per}; needs >= {m} in each ({int(split.counts[:, k].sum())} in total)"
     return out
 
@@ -275,7 +281,7 @@ def _counts(spec: TaskSpec, y: np.ndarray, assign: np.ndarray, classes: tuple[st
         if spec.type == "regression":
             out[name] = {"records": int(len(part))}
         elif spec.type == "multilabel":
-            out[name] = {c: int(n) for c, n in zip(classes, part.sum(axis=0))}
+            out[name] = {c: int(n) for c, n in zip(classes, part.sum(axis=0), strict=True)}
         else:
-            out[name] = {c: int(n) for c, n in zip(classes, np.bincount(part, minlength=len(classes)))}
+            out[name] = {c: int(n) for c, n in zip(classes, np.bincount(part, minlength=len(classes)), strict=True)}
     return out

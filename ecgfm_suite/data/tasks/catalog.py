@@ -10,8 +10,20 @@ from .spec import TASKS, TaskSpec, register
 
 __all__ = ["TASKS"]
 from .vocab import (
-    CHALLENGE_SCORED, CINC2017_CLASSES, HARMONISED_RHYTHM, LUDB_AXIS, LUDB_CONDUCTION, LUDB_RHYTHM, PTBXL_FORM,
-    PTBXL_RHYTHM, PTBXL_SUBDIAG, PTBXL_SUPERDIAG, SEX, classes_of,
+    CHALLENGE_SCORED,
+    CINC2017_CLASSES,
+    CODE15_ABNORMALITIES,
+    CODE15_NORMAL,
+    HARMONISED_RHYTHM,
+    LUDB_AXIS,
+    LUDB_CONDUCTION,
+    LUDB_RHYTHM,
+    PTBXL_FORM,
+    PTBXL_RHYTHM,
+    PTBXL_SUBDIAG,
+    PTBXL_SUPERDIAG,
+    SEX,
+    classes_of,
 )
 
 _M = "ecgfm_suite.data.tasks"
@@ -68,6 +80,11 @@ _SPECS = [
     # CODE-15% (Brazil)
     _clf("code15_chagas", "CODE-15% Chagas disease", ("code15",), "binary", ("no_chagas", "chagas"),
          "code15:chagas", _BR, "Chagas label of the Challenge 2025 conversion"),
+    _clf("code15_abnormalities", "CODE-15% abnormalities (the seed's six)", ("code15",), "multilabel",
+         CODE15_ABNORMALITIES, "code15:abnormalities", _BR,
+         "1dAVb, RBBB, LBBB, SB, ST, AF of the Zenodo release's exams.csv; none = every class negative"),
+    _clf("code15_normal_ecg", "CODE-15% normal ECG", ("code15",), "binary", CODE15_NORMAL, "code15:normal_ecg",
+         _BR, "normal_ecg of the Zenodo release's exams.csv"),
     # CinC 2017 (USA, single lead)
     _clf("cinc2017_af", "CinC 2017 AF classification", ("cinc2017",), "multiclass", CINC2017_CLASSES,
          "cinc2017:af", _US, "normal / AF / other rhythm / noisy, single lead"),
@@ -75,6 +92,11 @@ _SPECS = [
     _clf("rhythm", "Harmonised rhythm (cross-continental)", ("ludb", "ptbxl", "challenge2021", "cinc2017"),
          "multiclass", HARMONISED_RHYTHM, "harmonised:rhythm", ("Russia", "Germany", "China", "USA"),
          "sinus rhythm / bradycardia / tachycardia / AF-or-flutter mapped from each dataset's vocabulary"),
+    _clf("abnormalities", "Harmonised CODE-15% abnormalities (cross-continental)",
+         ("ludb", "ptbxl", "challenge2021", "code15"), "multilabel", CODE15_ABNORMALITIES,
+         "harmonised:abnormalities", ("Russia", "Germany", "China", "USA", "Brazil"),
+         "the seed's six (1dAVb, RBBB, LBBB, SB, ST, AF) mapped from each dataset's vocabulary; a record whose "
+         "source cannot say whether a class is present is unlabelled"),
     _clf("sex", "Sex (cross-continental)", _ALL, "binary", _SEX, "demographics:sex",
          ("Russia", "Spain", "Germany", "China", "USA", "Brazil"), "sex from every dataset that records it"),
     _age("age", "Age (cross-continental)", _ALL, ("Russia", "Spain", "Germany", "China", "USA", "Brazil"),

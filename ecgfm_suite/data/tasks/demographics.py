@@ -23,7 +23,7 @@ def _age(value: object) -> Label:
     if is_missing(value):
         return Unlabelled("age unknown")
     try:
-        age = float(value)  # type: ignore[arg-type]
+        age = float(value)  # type: ignore[arg-type]  # any table cell: what float() refuses is caught below
     except (TypeError, ValueError):
         return Unlabelled(f"unexpected age value {value!r}")
     lo, hi = AGE_RANGE

@@ -4,16 +4,43 @@ Russia (LUDB text), Germany (PTB-XL SCP statements), USA (CinC 2017 AliveCor cla
 Challenge 2021 sources (SNOMED CT codes; each source its own region) are pooled. Only mapped
 statements count; a record whose mapped statements disagree (e.g. sinus rhythm + AF) is
 unlabelled with the conflict as the reason. Sex and age use ``demographics`` directly.
+
+The cross-continental six-abnormality task (the seed's CODE-15% classes 1dAVb, RBBB, LBBB, SB, ST,
+AF; tables and decisions in ``vocab``) pools LUDB, PTB-XL, the Challenge 2021 sources and CODE-15%.
+A record is unlabelled, with the reason, when its source cannot say whether a class is present: it
+states no rhythm (SB, ST and AF are rhythm statements), it carries a statement that may stand for a
+class without naming it (an unsided bundle branch block, a prolonged PR interval without the block),
+or its Challenge source never codes the class at all.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
 from ...errors import DataError
 from ..records import DatasetIndex
+from . import code15
 from .labels import Label, Unlabelled, is_missing, label_column, map_one, statements
-from .vocab import HARMONISED_CINC2017, HARMONISED_LUDB, HARMONISED_PTBXL, HARMONISED_SNOMED
+from .vocab import (
+    ABNORMALITY_LUDB,
+    ABNORMALITY_PTBXL,
+    ABNORMALITY_PTBXL_UNSURE,
+    ABNORMALITY_RHYTHMS,
+    ABNORMALITY_SNOMED,
+    ABNORMALITY_SNOMED_UNSURE,
+    ABNORMALITY_SOURCE_GAPS,
+    ABNORMALITY_SOURCE_UNSURE,
+    CHALLENGE_RHYTHM_CODES,
+    CODE15_ABNORMALITIES,
+    HARMONISED_CINC2017,
+    HARMONISED_LUDB,
+    HARMONISED_PTBXL,
+    HARMONISED_SNOMED,
+    PTBXL_RHYTHM,
+    Unsure,
+)
 
 _WHAT = "rhythm statement"
 
@@ -35,3 +62,54 @@ def rhythm(index: DatasetIndex) -> pd.Series:
         case "cinc2017":
             return label_column(index, "af_label", _cinc2017)
     raise DataError(f"no harmonised rhythm mapping for dataset {index.dataset!r}", index.root)
+
+
+def six(found: Iterable[str], mapping: Mapping[str, str], unsure: Unsure, *, has_rhythm: bool) -> Label:
+    """The six classes among a record's statements, in the seed's order (none: every class negative), or
+    Unlabelled when a statement may hide a class it does not name, or SB/ST/AF cannot be told (no rhythm)."""
+    found = tuple(found)
+    classes = {mapping[s] for s in found if s in mapping}
+    for statement in found:
+        hidden, why = unsure.get(statement, ((), ""))
+        if hidden and not classes & set(hidden):
+            return Unlabelled(why)
+    if not has_rhythm and not classes & ABNORMALITY_RHYTHMS:
+        return Unlabelled("no rhythm statement: SB, ST and AF cannot be told")
+    return tuple(c for c in CODE15_ABNORMALITIES if c in classes)
+
+
+def _ptbxl_six(codes: Mapping[str, float] | None) -> Label:
+    found = dict(codes or {})
+    if not found:
+        return Unlabelled("no SCP statement")
+    return six(found, ABNORMALITY_PTBXL, ABNORMALITY_PTBXL_UNSURE, has_rhythm=any(c in PTBXL_RHYTHM for c in found))
+
+
+def _challenge_six(dx: object, source: object) -> Label:
+    gap = ABNORMALITY_SOURCE_GAPS.get(str(source))
+    if gap is not None:
+        return Unlabelled(gap)
+    found = statements(dx)
+    unsure = {**ABNORMALITY_SNOMED_UNSURE, **ABNORMALITY_SOURCE_UNSURE.get(str(source), {})}
+    return six(found, ABNORMALITY_SNOMED, unsure, has_rhythm=any(c in CHALLENGE_RHYTHM_CODES for c in found))
+
+
+def abnormalities(index: DatasetIndex) -> pd.Series:
+    """The seed's six CODE-15% abnormalities (multilabel) from each dataset's vocabulary."""
+    records = index.records
+    match index.dataset:
+        case "code15":
+            return code15.abnormalities(index)
+        case "ptbxl":
+            return label_column(index, "scp_codes", _ptbxl_six)
+        case "challenge2021":
+            dx = label_column(index, "dx", statements)
+            return pd.Series([_challenge_six(v, s) for v, s in zip(dx, records["source"], strict=True)],
+                             index=records.index, dtype=object, name="dx")
+        case "ludb":
+            rhythm = label_column(index, "rhythm", statements)
+            conduction = label_column(index, "conduction", statements)
+            return pd.Series([six((*r, *c), ABNORMALITY_LUDB, {}, has_rhythm=bool(r))
+                              for r, c in zip(rhythm, conduction, strict=True)],
+                             index=records.index, dtype=object, name="rhythm")
+    raise DataError(f"no harmonised abnormality mapping for dataset {index.dataset!r}", index.root)

@@ -14,9 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from ...errors import DataError
+from ...errors import DataError, TaskSkip
 from ..records import DatasetIndex
-from ...errors import TaskSkip
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +25,8 @@ class Unlabelled:
     reason: str
 
 
-Label = Any  # str | tuple[str, ...] | float | Unlabelled
+#: what a labeler returns for one record: a class, a multilabel's classes, a regression target, or why not
+Label = str | tuple[str, ...] | float | Unlabelled
 
 
 def label_column(index: DatasetIndex, column: str, fn: Callable[[Any], Label]) -> pd.Series:

@@ -39,8 +39,8 @@ def aggregation(index: DatasetIndex, kind: str) -> dict[str, str]:
     return {str(code): str(code) for code in rows.index}
 
 
-def _aggregate(codes: object, mapping: Mapping[str, str], what: str) -> Label:
-    found = sorted({mapping[c] for c in dict(codes or {}) if c in mapping})  # type: ignore[call-overload]
+def _aggregate(codes: Mapping[str, float] | None, mapping: Mapping[str, str], what: str) -> Label:
+    found = sorted({mapping[c] for c in dict(codes or {}) if c in mapping})
     return tuple(found) if found else Unlabelled(f"no {what} statement")
 
 

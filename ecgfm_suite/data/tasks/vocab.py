@@ -96,3 +96,81 @@ HARMONISED_PTBXL: dict[str, str] = {"SR": SR, "SBRAD": SB, "STACH": STACH, "AFIB
 #: O (other rhythm) and ~ (noisy) name no harmonised rhythm
 HARMONISED_CINC2017: dict[str, str] = {"N": SR, "A": AF_AFL}
 HARMONISED_RHYTHM: tuple[str, ...] = (SR, SB, STACH, AF_AFL)
+
+# --- CODE-15%: the seed's six abnormalities (Ribeiro et al. 2020, Nat Commun 11:1760), harmonised ---
+#: the Zenodo release's ``exams.csv`` columns, kept as the class names so results read as the seed's:
+#: first-degree AV block, right and left bundle branch block (complete: QRS >= 120 ms), sinus
+#: bradycardia, sinus tachycardia, atrial fibrillation
+CODE15_ABNORMALITIES: tuple[str, ...] = ("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF")
+AB_1DAVB, AB_RBBB, AB_LBBB, AB_SB, AB_ST, AB_AF = CODE15_ABNORMALITIES
+#: ``normal_ecg`` of exams.csv; class 1 (positive) = normal
+CODE15_NORMAL: tuple[str, ...] = ("abnormal_ecg", "normal_ecg")
+#: classes only a rhythm statement decides: a record stating no rhythm cannot say whether they are present
+ABNORMALITY_RHYTHMS: frozenset[str] = frozenset({AB_SB, AB_ST, AB_AF})
+#: statement → (classes it may stand for, reason): a record holding it, and none of those classes by another
+#: statement, cannot say whether they are present (unlabelled)
+Unsure = dict[str, tuple[tuple[str, ...], str]]
+
+#: LUDB statements (rhythm and conduction). Incomplete bundle branch blocks are not CODE's RBBB/LBBB, typical
+#: flutter is not AF and a III degree block is not 1dAVb: those records are negative for the class.
+ABNORMALITY_LUDB: dict[str, str] = {
+    "i degree av block": AB_1DAVB, "complete right bundle branch block": AB_RBBB,
+    "complete left bundle branch block": AB_LBBB, "sinus bradycardia": AB_SB, "sinus tachycardia": AB_ST,
+    "atrial fibrillation": AB_AF,
+}
+#: PTB-XL SCP codes, on the same decisions: IRBBB/ILBBB, AFLT, 2AVB/3AVB are negative. Rhythm statements are
+#: ``PTBXL_RHYTHM``.
+ABNORMALITY_PTBXL: dict[str, str] = {
+    "1AVB": AB_1DAVB, "CRBBB": AB_RBBB, "CLBBB": AB_LBBB, "SBRAD": AB_SB, "STACH": AB_ST, "AFIB": AB_AF,
+}
+#: LPR, a prolonged PR interval, is how first-degree AV block is defined (PR > 200 ms), yet PTB-XL's
+#: cardiologists coded it apart from 1AVB (and the Challenge kept both codes): which they meant cannot be told
+ABNORMALITY_PTBXL_UNSURE: Unsure = {
+    "LPR": ((AB_1DAVB,), "prolonged PR interval (LPR) without 1AVB: first-degree AV block cannot be told"),
+}
+#: Challenge 2021 SNOMED CT codes (2021 dx_mapping tables): 270492004 IAVB; 59118001 RBBB and 713427006 CRBBB,
+#: 164909002 LBBB and 733534002 CLBBB (the Challenge scores each pair as one; CRBBB-only sources such as its
+#: PTB-XL copy write 713427006); 426177001 SB; 427084000 STach; 164889003 AF and its qualified forms 426749004
+#: chronic, 282825002 paroxysmal, 314208002 rapid, 195080001 "AF and flutter". As above, 713426002 IRBBB,
+#: 251120003 ILBBB, 164890007 AFL, 195042002 2nd degree and 27885002 complete heart block are negative.
+ABNORMALITY_SNOMED: dict[str, str] = {
+    "270492004": AB_1DAVB, "59118001": AB_RBBB, "713427006": AB_RBBB, "164909002": AB_LBBB,
+    "733534002": AB_LBBB, "426177001": AB_SB, "427084000": AB_ST, "164889003": AB_AF, "426749004": AB_AF,
+    "282825002": AB_AF, "314208002": AB_AF, "195080001": AB_AF,
+}
+ABNORMALITY_SNOMED_UNSURE: Unsure = {
+    "6374002": ((AB_RBBB, AB_LBBB), "bundle branch block of unstated side (6374002): RBBB and LBBB cannot be told"),
+    "233917008": ((AB_1DAVB,), "AV block of unstated degree (233917008): first-degree AV block cannot be told"),
+    "204384007": ((AB_1DAVB,), "incomplete AV block of unstated degree (204384007): first-degree AV block "
+                               "cannot be told"),
+    "164947007": ((AB_1DAVB,), "prolonged PR interval (164947007) without 270492004: first-degree AV block "
+                               "cannot be told"),
+    "426627000": ((AB_SB,), "bradycardia of unstated rhythm (426627000) without 426177001: sinus bradycardia "
+                            "cannot be told"),
+}
+#: SNOMED CT codes of the 2021 tables that state the rhythm (sinus and its variants, atrial, junctional and
+#: ventricular rhythms and tachycardias, pacing); single ectopic or escape beats are not rhythms
+CHALLENGE_RHYTHM_CODES: frozenset[str] = frozenset({
+    "426783006", "426177001", "427084000", "164889003", "164890007", "427393009", "426627000", "10370003",
+    "233892002", "61277005", "426664006", "195080001", "106068003", "713422000", "29320008", "251166008",
+    "233897008", "74615001", "426749004", "49260003", "426648003", "282825002", "67198005", "425856008",
+    "314208002", "17366009", "426761007", "81898007", "164896001", "111288001", "164895002", "195101003",
+    "251268003", "251266004",
+})
+#: Challenge sources whose labels cannot say whether some of the six are present: per the 2021
+#: dx_mapping_scored.csv counts no record of the source carries those classes' codes, so absence means
+#: nothing there (tests check every zero count is covered here or below)
+ABNORMALITY_SOURCE_GAPS: dict[str, str] = {
+    "cpsc_2018": "CPSC 2018 labels 9 classes, neither sinus bradycardia nor sinus tachycardia (SB and STach "
+                 "0 of 6,877 records): SB and ST cannot be told",
+    "st_petersburg_incart": "St Petersburg INCART codes no first-degree AV block, LBBB or sinus bradycardia "
+                            "(0 of 74 records): they cannot be told",
+    "ptb": "PTB's labels are clinical diagnoses, not ECG statements (no IAVB, RBBB, LBBB or SB code among its "
+           "516 records): the six cannot be told",
+}
+#: per Challenge source, statements that may hide a class there
+ABNORMALITY_SOURCE_UNSURE: dict[str, Unsure] = {
+    # every other source coding flutter codes AF too (e.g. Chapman-Shaoxing: AF 1,780, AFL 445)
+    "ningbo": {"164890007": ((AB_AF,), "Ningbo codes no AF (0 of 34,905 records) but 7,615 atrial flutter "
+                                       "(164890007): its AF may be coded as flutter, so AF cannot be told")},
+}
