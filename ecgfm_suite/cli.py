@@ -58,17 +58,17 @@ def cmd_run(ns: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_test(ns: argparse.Namespace, extra: list[str]) -> int:
     """Unit/property/integration tests plus a small real benchmark slice, in one pytest session."""
-    from .extras import require
+    from .extras import require_installed
 
-    require("hypothesis", "test", "ecgfm-suite test")
+    require_installed("hypothesis", "test", "ecgfm-suite test")
     return _pytest([str(ROOT / "tests"), str(ROOT / "benchmarks" / "test_matrix.py"), *TEST_SLICE, *extra])
 
 
 def cmd_bench(ns: argparse.Namespace, extra: list[str]) -> int:
     """pytest-benchmark speed benchmarks (benchmarks/bench_*.py)."""
-    from .extras import require
+    from .extras import require_installed
 
-    require("pytest_benchmark", "bench", "ecgfm-suite bench")
+    require_installed("pytest_benchmark", "bench", "ecgfm-suite bench")
     files = sorted(str(p) for p in (ROOT / "benchmarks").glob("bench_*.py"))
     return _pytest([*files, "--benchmark-only", "--benchmark-columns=min,mean,max,rounds", *extra])
 

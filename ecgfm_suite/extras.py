@@ -8,6 +8,7 @@ fsspec or a loader, which does not tell the user what to install.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from .errors import SpecError
@@ -46,6 +47,17 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         own = exc.name is None or module == exc.name or module.startswith(f"{exc.name}.")
         cause = "" if own else f" ({exc})"
         raise MissingExtra(f"{what} needs {module}, which the {extra!r} extra installs: {hint}{cause}") from None
+
+
+def require_installed(module: str, extra: str, what: str) -> None:
+    """Like ``require`` without importing: for pytest plugins (hypothesis, pytest-benchmark), which pytest must
+    import itself to rewrite their assertions."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or blocked in sys.modules
+        found = False
+    if not found:
+        raise MissingExtra(f"{what} needs {module}, which the {extra!r} extra installs: {install_hint(extra)}")
 
 
 #: fsspec protocols whose backend an extra installs (others, e.g. gs:// with gcsfs, are fsspec's own business)

@@ -147,3 +147,17 @@ def test_run_outside_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "-k", "random_cnn"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "an ecgfm-suite checkout" in err and str(tmp_path) in err
+
+
+def test_require_installed_finds_a_module_without_importing_it(tmp_path, monkeypatch):
+    """pytest must import its plugins itself (to rewrite their assertions): `test` checks hypothesis is there
+    without importing it (an import before pytest.main made pytest warn 'cannot be rewritten')."""
+    from ecgfm_suite.extras import require_installed
+
+    (tmp_path / "ecgfm_not_imported_yet.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    require_installed("ecgfm_not_imported_yet", "test", "ecgfm-suite test")
+    assert "ecgfm_not_imported_yet" not in sys.modules
+    monkeypatch.setitem(sys.modules, "ecgfm_blocked", None)
+    with pytest.raises(MissingExtra, match="needs ecgfm_blocked, which the 'test' extra installs"):
+        require_installed("ecgfm_blocked", "test", "ecgfm-suite test")
