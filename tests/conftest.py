@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (fixtures of the object-storage tests)
+
 
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -14,3 +16,9 @@ def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fixtures.benchmark_data import write_benchmark_data
 
     return write_benchmark_data(tmp_path_factory.mktemp("synthetic-data")).root
+
+
+@pytest.fixture(scope="session")
+def analysis_cache_dir(request: pytest.FixtureRequest) -> Path:
+    """One cache dir for every analysis test, kept between runs (numba's compiled UMAP/shap kernels live there)."""
+    return request.config.cache.mkdir("ecgfm-suite-analysis")

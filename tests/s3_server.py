@@ -3,7 +3,7 @@
 ``s3_endpoint`` starts one server per session and points botocore at it through the standard
 ``AWS_ENDPOINT_URL`` (how a user reaches MinIO, Ceph or any S3-compatible store), with dummy
 credentials and every route to real AWS closed. ``s3_url`` is a fresh, empty bucket per test.
-Import both fixtures into a test module (``from tests.s3_server import s3_endpoint, s3_url``).
+``tests/conftest.py`` makes both fixtures available to every test module.
 """
 
 from __future__ import annotations

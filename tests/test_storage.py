@@ -11,7 +11,6 @@ import pytest
 from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.errors import EcgfmError, SpecError
 from ecgfm_suite.storage import StorePath, download_tree, location, upload_tree
-from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 
 
 def test_paths_and_file_urls_stay_local_other_urls_do_not(tmp_path, monkeypatch):

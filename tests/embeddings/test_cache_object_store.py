@@ -15,7 +15,6 @@ from ecgfm_suite.embeddings.cache import EmbeddingCache
 from ecgfm_suite.engine.shard import recorded_encode_rates
 from ecgfm_suite.errors import CacheError, CacheWarning
 from ecgfm_suite.storage import StorePath
-from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
 
 DESC = {"model": "m", "checkpoint_sha256": "abc", "dataset": "ludb", "records": "r1"}
 N, D = 6, 4

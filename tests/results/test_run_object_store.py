@@ -13,8 +13,7 @@ from ecgfm_suite.results import RunDir
 from ecgfm_suite.results.merge import merge_runs
 from ecgfm_suite.results.run import fetch_run, staged_run, upload_run
 from ecgfm_suite.storage import StorePath
-from tests.s3_server import s3_endpoint, s3_url  # noqa: F401  (shared fixtures)
-from tests.test_scale_merge import CELLS, SHARDS, _shard_run
+from tests.results.test_merge import CELLS, SHARDS, _shard_run
 
 
 def _uploaded(tmp_path: Path, s3_url: str, k: int, **kwargs) -> str:

@@ -136,7 +136,7 @@ def _payloads(run: Path) -> dict[str, object]:
 def test_shard_runs_merged_give_the_unsharded_run(pytester, synthetic_data_dir, tmp_path):
     """Two shard jobs (cells and their pairs' analyses) joined by `ecgfm-suite merge` (which runs the analyses
     across models) store the same results and analyses as one unsharded run."""
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
     pytester.makepyfile(test_cells=(bench / "test_matrix.py").read_text(),
                         test_representation=(bench / "test_representation.py").read_text())
     base = ["-p", "no:randomly", f"--ecgfm-data-dir={synthetic_data_dir}", f"--ecgfm-cache-dir={tmp_path / 'cache'}",

@@ -14,7 +14,7 @@ from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.errors import SpecError
 from ecgfm_suite.gate.thresholds import ThresholdsWarning, thresholds_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = Path("benchmarks/thresholds.yml")
 
 

@@ -11,7 +11,7 @@ from ecgfm_suite.engine.settings import resolve, worker_device
 from ecgfm_suite.errors import SpecError
 from tests.report.html import parse
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 CELL_TEST = (BENCHMARKS / "test_matrix.py").read_text()
 ANALYSIS_TEST = (BENCHMARKS / "test_representation.py").read_text()
 SLICE = ("--ecgfm-models=random_cnn,openecg_codec_v6", "--ecgfm-tasks=ludb_sex,ludb_lvh",

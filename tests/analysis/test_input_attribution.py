@@ -7,7 +7,6 @@ import pytest
 
 from ecgfm_suite.analysis import input_attribution as ia
 from ecgfm_suite.errors import DataError
-from tests.test_analysis_stage import analysis_cache_dir  # noqa: F401  (shared fixture)
 
 LEADS = ("I", "II", "V1", "V2")
 

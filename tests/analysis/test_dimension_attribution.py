@@ -11,7 +11,6 @@ from sklearn.preprocessing import StandardScaler
 from ecgfm_suite.analysis import dimension_attribution as da
 from ecgfm_suite.errors import DataError
 from ecgfm_suite.probes import fit_probe
-from tests.test_analysis_stage import analysis_cache_dir  # noqa: F401  (shared fixture)
 
 
 def _known_probe(X: np.ndarray, coef: np.ndarray, intercept: float) -> Pipeline:

@@ -29,7 +29,7 @@ from ecgfm_suite.metrics import METRICS
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
 
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+CELL_TEST = (Path(__file__).resolve().parents[2] / "benchmarks" / "test_matrix.py").read_text()
 MODEL = "openecg_codec_v6"
 TASKS = ("ludb_age", "ludb_axis", "ludb_lvh", "ludb_rhythm", "ludb_sex")
 CELLS = tuple(sorted(f"{MODEL}-{t}-frac100" for t in TASKS))

@@ -48,7 +48,7 @@ def test_allow_listed_config_class_becomes_inert_stub(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(3)}, "hparams": ConfigLike()}, path)
     with pytest.raises(CheckpointError, match="ConfigLike"):
         load_torch(path)
-    loaded = load_torch(path, stub_globals=["tests.test_checkpoints.ConfigLike"])
+    loaded = load_torch(path, stub_globals=["tests.models.test_checkpoints.ConfigLike"])
     assert isinstance(loaded["hparams"], Stub)
     assert loaded["hparams"].state == {"hidden": 8}
     assert torch.equal(loaded["state_dict"]["w"], torch.zeros(3))

@@ -39,7 +39,7 @@ from ecgfm_suite.gate.session import Gate
 from ecgfm_suite.results import CellResult, MetricSummary, RunDir
 
 pytest_plugins = ["pytester"]
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+CELL_TEST = (Path(__file__).resolve().parents[2] / "benchmarks" / "test_matrix.py").read_text()
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 SPEC = {"fs": 500, "leads": ("II",), "window": 5000, "pipeline": "openecg_rank"}
@@ -223,7 +223,7 @@ def test_schema_1_files_are_still_read(tmp_path):
 
 
 def test_committed_baselines_read_with_their_integrity_checked():
-    directory = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines"
+    directory = Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"
     for path in sorted(directory.glob("*.yml")):
         if path.name.endswith(".obtained.yml"):
             continue
@@ -426,7 +426,7 @@ def test_valid_floors_per_task_model_and_level(tmp_path):
     spec = r_cell(result("m-ludb_sex-frac10", 0.7))
     assert floors.floor_for(spec) == 0.55 and floors.floor_for(r_cell(result("m-ludb_lvh-frac100", 0.7))) == 0.5
     assert floors.floor_for(r_cell(result("x-ludb_age-frac100", 10))) == 20.0
-    committed = Floors.load(Path(__file__).resolve().parents[1] / "benchmarks" / "thresholds.yml")
+    committed = Floors.load(Path(__file__).resolve().parents[2] / "benchmarks" / "thresholds.yml")
     assert committed.tasks  # the committed file passes its own checks
 
 

@@ -38,7 +38,6 @@ from fixtures.layouts import synthetic_ecg
 from tests.report.html import chromium as _chromium
 from tests.report.html import headless as _headless
 from tests.report.html import parse as _parse
-from tests.test_analysis_stage import analysis_cache_dir  # noqa: F401  (shared fixture)
 
 pytestmark = pytest.mark.slow  # the module's run goes through the real stage (UMAP, SHAP): ~20 s once
 

@@ -7,7 +7,6 @@ import pytest
 
 from ecgfm_suite.analysis import projection as pj
 from ecgfm_suite.errors import DataError
-from tests.test_analysis_stage import analysis_cache_dir  # noqa: F401  (shared fixture)
 
 
 def _blobs(n: int = 120, d: int = 16, gap: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from ecgfm_suite.engine.shard import assign_shards, cell_cost, parse_shard, reco
 from ecgfm_suite.errors import SpecError
 from ecgfm_suite.results.cell import CellSpec
 
-CELL_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_matrix.py").read_text()
+CELL_TEST = (Path(__file__).resolve().parents[2] / "benchmarks" / "test_matrix.py").read_text()
 
 names = st.text("abcdefghij_", min_size=1, max_size=4)
 cells_st = st.lists(st.builds(lambda m, t, s: CellSpec(model=m, task=t, scarcity=s), names, names,
@@ -145,7 +145,7 @@ def test_pytest_shards_partition_the_collection_and_k_applies_within(pytester, s
     assert picked and picked != shards[1]
 
 
-ANALYSIS_TEST = (Path(__file__).resolve().parents[1] / "benchmarks" / "test_representation.py").read_text()
+ANALYSIS_TEST = (Path(__file__).resolve().parents[2] / "benchmarks" / "test_representation.py").read_text()
 
 
 def _ids(result, test: str) -> list[str]:

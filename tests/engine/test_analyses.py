@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,12 +17,6 @@ from ecgfm_suite.data.tasks import TASKS
 from ecgfm_suite.engine.analyses import AnalysisStage
 from ecgfm_suite.errors import AnalysisSkip, DataError
 from ecgfm_suite.probes import SeedProbe
-
-
-@pytest.fixture(scope="session")
-def analysis_cache_dir(request: pytest.FixtureRequest) -> Path:
-    """One cache dir for every analysis test, kept between runs (numba's compiled UMAP/shap kernels live there)."""
-    return request.config.cache.mkdir("ecgfm-suite-analysis")
 
 
 def test_store_round_trip_figures_skips_and_embeddings(tmp_path):
