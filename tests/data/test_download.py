@@ -199,6 +199,16 @@ def test_unknown_dataset_and_missing_server_file(server: FileServer, tmp_path: P
         dl.download(["ptbxl"], tmp_path, base_url=server.url, progress=False)
 
 
+def _serve_zenodo_record(server: FileServer, files: dict[str, bytes]) -> None:
+    """Serve ``files`` as CODE-15%'s Zenodo record 4916206 does: its API listing (size, md5) and each file."""
+    api = "/api/records/4916206"
+    server.extra[api] = json.dumps({"files": [
+        {"key": k, "size": len(v), "checksum": f"md5:{hashlib.md5(v).hexdigest()}"} for k, v in files.items()
+    ]}).encode()
+    for key, body in files.items():
+        server.extra[f"{api}/files/{key}/content"] = body
+
+
 @pytest.mark.real_data
 def test_zenodo_listing_md5_and_zip_extraction(data_dir: Path, server: FileServer, tmp_path: Path) -> None:
     code15 = data_dir / "code15-challenge2025"
@@ -211,12 +221,7 @@ def test_zenodo_listing_md5_and_zip_extraction(data_dir: Path, server: FileServe
             zf.write(code15 / f"111102{ext}", f"exams_part0/111102{ext}")
     files["exams_part0.zip"] = archive.read_bytes()
     files["README.md"] = b"not selected"
-    api = "/api/records/4916206"
-    server.extra[api] = json.dumps({"files": [
-        {"key": k, "size": len(v), "checksum": f"md5:{hashlib.md5(v).hexdigest()}"} for k, v in files.items()
-    ]}).encode()
-    for key, body in files.items():
-        server.extra[f"{api}/files/{key}/content"] = body
+    _serve_zenodo_record(server, files)
     out = tmp_path / "data"
     dl.download(["code15"], out, base_url=server.url, progress=False)
     assert (out / "code15" / "exams.csv").read_bytes() == files["exams.csv"]
@@ -240,12 +245,7 @@ def test_code15_release_download_then_datasets_end_to_end(data_dir: Path, server
         pytest.skip(f"no CODE-15% records at {code15}")
     release = write_release(tmp_path / "written", exams_from_wfdb(code15)[:24], n_parts=2)
     files = zip_parts(release.root, tmp_path / "zips")
-    api = "/api/records/4916206"
-    server.extra[api] = json.dumps({"files": [
-        {"key": k, "size": len(v), "checksum": f"md5:{hashlib.md5(v).hexdigest()}"} for k, v in files.items()
-    ]}).encode()
-    for key, body in files.items():
-        server.extra[f"{api}/files/{key}/content"] = body
+    _serve_zenodo_record(server, files)
     out = tmp_path / "data"
     assert main(["download", "code15", "--data-dir", str(out), "--base-url", server.url]) == 0
     assert sorted(p.name for p in (out / "code15").glob("exams*")) == [
