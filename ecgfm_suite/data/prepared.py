@@ -74,7 +74,7 @@ class PreparedSet:
     def record(self, i: int) -> np.ndarray:
         return self.windows[self.offsets[i] : self.offsets[i + 1]]
 
-    def window_counts(self) -> dict[str, float | int]:
+    def windows_per_record(self) -> dict[str, float | int]:
         """Windows per record over the usable records (records, windows, min, mean, max): what the window
         policy made of this data, recorded with the embeddings and in every cell's preprocessing."""
         return window_summary(np.diff(self.offsets))

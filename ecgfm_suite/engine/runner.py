@@ -270,7 +270,7 @@ class Runner:
             t1 = time.perf_counter()
             X = encode_prepared(encoder, prepared.windows, prepared.offsets, desc=f"{encoder.spec.id}/{dataset_id}")
             t2 = time.perf_counter()
-            windows = prepared.window_counts()
+            windows = prepared.windows_per_record()
             extra = {"excluded": [e.to_dict() for e in prepared.excluded],
                      "windows": {"policy": spec.policy, **windows},
                      "timings": {"prepare_s": t1 - t0, "encode_s": t2 - t1, "records": len(prepared.keys),

@@ -153,7 +153,7 @@ def test_the_window_policy_keys_the_entry_which_names_the_familys_prepare_and_co
     np.testing.assert_array_equal(cover, -(-seconds // 2))
     np.testing.assert_array_equal(cover, expected_window_counts(records["n_samples"], records["fs"],
                                                                 replace(SPEC, window_policy="cover")))
-    assert got["cover"].window_counts() == {"records": N_RECORDS, "windows": int(cover.sum()), "min": 2,
+    assert got["cover"].windows_per_record() == {"records": N_RECORDS, "windows": int(cover.sum()), "min": 2,
                                             "mean": round(float(cover.mean()), 3), "max": 5}
 
 

@@ -222,7 +222,7 @@ def test_windows_count_coverage_and_padding(n, length, mode, n_crops):
     expected = {"first": 1, "all": n // length, "crops": n_crops}[mode]
     assert len(w) == expected
     starts = [int(wi[0, 0] - 1) for wi in w]  # x[0, s] == s + 1
-    for s, wi in zip(starts, w):
+    for s, wi in zip(starts, w, strict=True):
         np.testing.assert_array_equal(wi, x[:, s : s + length])
     assert starts[0] == 0
     if mode == "all":

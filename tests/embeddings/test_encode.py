@@ -46,7 +46,7 @@ def _reference(encoder: ConvEncoder, windows: np.ndarray, offsets: np.ndarray) -
             per_window = [conv(torch.from_numpy(w[None].astype(np.float64))).mean(-1)[0].numpy() for w in windows]
     finally:
         encoder.module.float()
-    return np.stack([np.mean(per_window[a:b], axis=0) for a, b in zip(offsets[:-1], offsets[1:])])
+    return np.stack([np.mean(per_window[a:b], axis=0) for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
 
 
 def test_encode_prepared_pools_each_records_windows_across_batch_boundaries() -> None:
@@ -133,7 +133,8 @@ def test_aggregate_windows_is_each_records_mean_and_the_identity_for_single_wind
     rng = np.random.default_rng(2)
     emb = rng.standard_normal((sum(COUNTS), 16)).astype(np.float32)
     offsets = np.concatenate([[0], np.cumsum(COUNTS)])
-    expected = np.stack([emb[a:b].astype(np.float64).mean(axis=0) for a, b in zip(offsets[:-1], offsets[1:])])
+    expected = np.stack([emb[a:b].astype(np.float64).mean(axis=0)
+                         for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
     np.testing.assert_allclose(aggregate_windows(emb, offsets), expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(aggregate_windows(emb, np.arange(len(emb) + 1)), emb)
 
@@ -174,3 +175,34 @@ def test_the_progress_bar_counts_windows_not_records(monkeypatch) -> None:
     encode_prepared(_encoder(), windows, offsets, batch_windows=4, desc="m/d")
     (bar,) = bars
     assert bar.total == bar.done == sum(COUNTS) and bar.desc == f"m/d ({len(COUNTS)} rec)"
+
+
+def test_large_buffers_are_reused_while_encoding_and_the_allocator_restored_after(monkeypatch) -> None:
+    """glibc maps batch-sized buffers afresh each batch (page faults: a fifth of a transformer's encode); while
+    encoding they are kept, after it the defaults come back and the memory is trimmed, also after an error."""
+    from ecgfm_suite.embeddings import encode
+
+    calls: list[tuple[Any, ...]] = []
+
+    class FakeGlibc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append(("mallopt", param, value))
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(("malloc_trim", pad))
+            return 1
+
+    monkeypatch.setattr(encode, "_glibc", FakeGlibc)
+    windows, offsets = _windows()
+    out = encode_prepared(_encoder(), windows, offsets)
+    reuse = [("mallopt", encode._M_MMAP_MAX, 0), ("mallopt", encode._M_TRIM_THRESHOLD, 1 << 30)]
+    restore = [("mallopt", encode._M_MMAP_MAX, encode._DEFAULT_MMAP_MAX),
+               ("mallopt", encode._M_TRIM_THRESHOLD, encode._DEFAULT_TRIM_THRESHOLD), ("malloc_trim", 0)]
+    assert calls == reuse + restore
+    calls.clear()
+    with pytest.raises(RuntimeError), encode.large_buffers_reused():
+        raise RuntimeError("a failing encode")
+    assert calls == reuse + restore
+    monkeypatch.setattr(encode, "_glibc", lambda: None)  # not glibc: nothing to tune, the same vectors
+    np.testing.assert_array_equal(encode_prepared(_encoder(), windows, offsets), out)

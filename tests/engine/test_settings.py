@@ -40,7 +40,7 @@ def test_env_errors_name_the_variable():
 
 
 def test_every_option_is_documented_in_readme():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [o.cli for o in OPTIONS if o.cli not in readme or o.env not in readme]
     assert not missing, f"README lacks {missing}"
 
