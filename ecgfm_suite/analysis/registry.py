@@ -48,11 +48,23 @@ class AnalysisSpec:
     pooled_only: bool = False
     #: needs the model itself (not only its embeddings): loaded in the worker that runs it
     needs_encoder: bool = False
+    #: the report's heading for its section and ``<name>.csv``
+    title: str = ""
+    #: ``"module:attr"``: ``rows(key, payload) -> list[dict]``, flat rows of one stored payload for
+    #: ``<name>.csv`` beside the report and the report's table (None: the report renders it its own way)
+    table: str | None = None
 
     def applies_to(self, task_id: str) -> bool:
         from ..data.tasks import TASKS
 
         return not self.pooled_only or is_pooled(TASKS.get(task_id))
+
+    def rows(self, key: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One stored payload as flat table rows (empty when the analysis has no ``table``)."""
+        if self.table is None:
+            return []
+        rows: Callable[[str, Mapping[str, Any]], list[dict[str, Any]]] = resolve(self.table)
+        return rows(key, payload)
 
     def check(self, payload: Mapping[str, Any]) -> list[str]:
         """The invariants the payload breaks (empty: none)."""

@@ -195,10 +195,19 @@ def cka_heatmap(payload: Mapping[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+#: kind → ``"module:attr"`` drawing ``(payload, extra) -> {figure name: PNG bytes or None}`` for analyses whose
+#: figures live in their own module under ``report/plots/`` (imported on first use)
+PLOTS: dict[str, str] = {}
+
+
 def figures_for(kind: str, payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes]:
     """Figures of one stored analysis: name → PNG (empty when the kind has none or nothing to draw)."""
-    drawn: dict[str, bytes | None]
-    if kind == "input_attribution":
+    drawn: Mapping[str, bytes | None]
+    if kind in PLOTS:
+        from ..registry import resolve
+
+        drawn = resolve(PLOTS[kind])(payload, extra)
+    elif kind == "input_attribution":
         drawn = {"traces": input_attribution(payload, extra or [])}
     elif kind == "projection":
         drawn = {"map": projection(payload)}
