@@ -14,7 +14,7 @@ from ..data.preprocess import InputSpec
 from ..errors import SpecError
 from ..registry import Registry
 
-_ID = re.compile(r"^[a-z0-9_.]+$")
+_ID = re.compile(r"[a-z0-9_.]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +46,7 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.id):
+        if not _ID.fullmatch(self.id):
             raise SpecError(f"model id {self.id!r} must match [a-z0-9_.]+")
         if self.embed_dim <= 0:
             raise SpecError(f"model {self.id}: embed_dim must be > 0")

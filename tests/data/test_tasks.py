@@ -659,3 +659,9 @@ def test_real_harmonised_abnormalities_pool_three_continents(data_dir):
     assert sum("RBBB" in v for v in ludb_labels if not isinstance(v, Unlabelled)) == readme["complete RBBB"]
     reasons = set(td.excluded)
     assert f"challenge2021: {ABNORMALITY_SOURCE_GAPS['cpsc_2018']}" in reasons
+
+
+@pytest.mark.parametrize(("field", "bad"), [("id", "sex\n"), ("labeler", "ecgfm_suite.data.tasks.vocab:sex_labels\n")])
+def test_a_task_id_and_labeler_are_matched_whole_including_their_end(field: str, bad: str) -> None:
+    with pytest.raises(SpecError, match=repr(field)):
+        replace(TASKS.get("sex"), **{field: bad})

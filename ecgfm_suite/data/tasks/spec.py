@@ -13,8 +13,8 @@ from ...errors import SpecError
 from ...registry import Registry
 from ..datasets import DATASETS
 
-_ID = re.compile(r"^[a-z0-9_]+$")
-_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_ID = re.compile(r"[a-z0-9_]+")
+_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 TASK_TYPES: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression")
 SPLIT_KINDS: tuple[str, ...] = ("official", "stratified")
@@ -48,7 +48,7 @@ class TaskSpec:
         def bad(field: str, why: str) -> SpecError:
             return SpecError(f"task {self.id!r}: field {field!r} {why}")
 
-        if not isinstance(self.id, str) or not _ID.match(self.id):
+        if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
             raise bad("id", "must match [a-z0-9_]+")
         if not self.name:
             raise bad("name", "must not be empty")
@@ -72,7 +72,7 @@ class TaskSpec:
         if self.main_metric not in allowed:
             raise bad("main_metric", f"must be one of {', '.join(allowed)} for a {self.type} task, "
                                      f"got {self.main_metric!r}")
-        if not isinstance(self.labeler, str) or not _TARGET.match(self.labeler):
+        if not isinstance(self.labeler, str) or not _TARGET.fullmatch(self.labeler):
             raise bad("labeler", f"must be 'module:attr', got {self.labeler!r}")
         if not isinstance(self.min_positives, int) or isinstance(self.min_positives, bool) or self.min_positives < 1:
             raise bad("min_positives", f"must be an int >= 1, got {self.min_positives!r}")
