@@ -44,3 +44,11 @@ def test_task_analysis(ecgfm_task_analysis, ecgfm_session, record_property):
     except Skip as skip:
         pytest.skip(str(skip))
     record_property("ecgfm_analysis_seconds", round(payload["seconds"], 3))
+    controls = ecgfm_session.gate.judge_controls(ecgfm_task_analysis[0], payload)
+    if controls is not None:  # a column's comparison: its FMs against the controls (thresholds.yml `controls:`)
+        for name, value in controls.properties():
+            record_property(name, value)
+        if controls.failed:
+            pytest.fail(controls.reason(), pytrace=False)
+        if controls.xfailed:
+            pytest.xfail(controls.reason())

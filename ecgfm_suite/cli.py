@@ -247,6 +247,7 @@ def _task_analyses(run: RunDir, n_boot: int) -> None:
 
 def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
     """Join shard runs into one run directory, report and leaderboard; exit 1 when cells are missing."""
+    from .analysis.store import AnalysisStore
     from .results.leaderboard import leaderboard_text
     from .results.merge import merge_runs
     from .results.run import staged_run
@@ -258,7 +259,7 @@ def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
     where = location(ns.output)
     with staged_run(where) as out:  # a URL output is written here, then uploaded with run.json last
         merged = merge_runs(ns.runs, out, plan=plan, analyse=_task_analyses)
-        print(leaderboard_text(merged.results))
+        print(leaderboard_text(merged.results, AnalysisStore(out).entries("comparison")))
         print(f"merged {len(merged.results)} cells from {len(merged.sources)} runs into {where}")
         if not ns.no_report:
             from .report import write_report
@@ -267,6 +268,28 @@ def cmd_merge(ns: argparse.Namespace, extra: list[str]) -> int:
     if merged.missing:
         print(f"{len(merged.missing)} cell(s) missing: {', '.join(merged.missing)}", file=sys.stderr)
         return 0 if ns.allow_missing else 1
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace, extra: list[str]) -> int:
+    """Rebuild a run directory's HTML report (a run, or shards merged by ``merge``), or print its leaderboard as
+    a Markdown or LaTeX table for a paper or a pull-request comment."""
+    from .report import write_report
+    from .report.build import leaderboard_rows
+    from .report.tables import format_leaderboard
+
+    run_dir = Path(ns.run_dir).expanduser()
+    if ns.format == "html":
+        print(f"report: {write_report(run_dir)}")
+        return 0
+    table = format_leaderboard(leaderboard_rows(run_dir), ns.format)
+    if ns.output:
+        from ._io import write_atomic
+
+        write_atomic(Path(ns.output).expanduser(), table + "\n")
+        print(f"wrote the leaderboard to {ns.output}")
+    else:
+        print(table)
     return 0
 
 
@@ -317,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing", action="store_true", help="exit 0 even when expected cells are missing")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("report", help="rebuild a run directory's HTML report, or print its leaderboard for a paper")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (of a run, or of merged shard runs)")
+    p.add_argument("--format", choices=("html", "markdown", "latex"), default="html",
+                   help="html: rewrite index.html, its pages and CSVs (default); markdown / latex: the leaderboard "
+                        "table, value [95 %% CI], best in bold, ≈ not significantly worse than the best")
+    p.add_argument("--output", help="file for the markdown / latex table (default: standard output)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("download", help="download public datasets into the data dir (needs network)")
     p.add_argument("datasets", nargs="+")
     p.add_argument("--data-dir")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -275,13 +275,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+def skip_counts(reports: Sequence[Any]) -> dict[str, int]:
+    """Skipped tests counted by reason (pytest's ``-rs`` lists them one line per place and reason)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> Generator[None]:
+    """After pytest's own summary (its ``-r`` lines included): the run's leaderboard, gate, skip counts and paths
+    are the last screen."""
+    result = yield
     run = config.stash.get(KEY, None)
-    for title, line in run.summary_lines() if run is not None else []:
+    lines = [] if run is None else run.summary_lines(width=config.get_terminal_writer().fullwidth,
+                                                     skips=skip_counts(terminalreporter.stats.get("skipped", [])))
+    for title, line in lines:
         if title is not None:
             terminalreporter.section(title)
         else:
             terminalreporter.write_line(line)
+    return result
 
 
 def junit_properties(result: CellResult) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ def test_datasets_json_lists_every_shared_dataset(data_dir, capsys, tmp_path, mo
     monkeypatch.setenv("ECGFM_CACHE_DIR", str(tmp_path))
     assert main(["datasets", "--data-dir", str(data_dir), "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert len(list((tmp_path / "indexes").glob("*.json.gz"))) == len(listing)  # the next call reuses the scans
+    assert len(list((tmp_path / "indexes").glob("*.npz"))) == len(listing)  # the next call reuses the scans
     assert main(["datasets", "--data-dir", str(data_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == listing
     by_id = {d["dataset"]: d for d in listing}

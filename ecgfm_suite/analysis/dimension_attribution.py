@@ -61,20 +61,59 @@ def linear_parts(estimator: Any) -> tuple[Any, np.ndarray, np.ndarray]:
     return scaler, coef, np.broadcast_to(intercept, (coef.shape[0],)).copy()
 
 
-def linear_shap(estimator: Any, X_background: np.ndarray, X: np.ndarray, *, cache_dir: Path) -> np.ndarray:
-    """Exact SHAP values of the probe's linear margin: (n, D, K), K = rows of ``coef_``."""
+#: records explained at a time: SHAP values are (chunk, D, K) float64, never (n, D, K) for every record
+SHAP_CHUNK = 4096
+
+
+def _row_mean(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float64 mean of ``X[rows]`` (D,), summed a chunk at a time instead of copying every row."""
+    total = np.zeros(X.shape[1])
+    for start in range(0, len(rows), SHAP_CHUNK):
+        total += np.asarray(X[rows[start : start + SHAP_CHUNK]], dtype=np.float64).sum(axis=0)
+    return total / len(rows)
+
+
+def _explainer(estimator: Any, background_mean: np.ndarray, *, cache_dir: Path) -> tuple[Any, Any, int, int]:
+    """(scaler, shap ``LinearExplainer``, D, K) of a linear probe against a background.
+
+    Interventional linear SHAP depends on the background only through its mean, so shap is handed the one
+    standardised mean row of the background (the same values as every row, at D numbers instead of n × D)."""
     from ._jit_cache import import_shap
 
     shap = import_shap(cache_dir)
     scaler, coef, intercept = linear_parts(estimator)
-    background = scaler.transform(np.asarray(X_background, dtype=np.float64))
-    masker = shap.maskers.Independent(background, max_samples=len(background))
-    explainer = shap.LinearExplainer((coef, intercept), masker)
+    centre = scaler.transform(background_mean[None, :])
+    explainer = shap.LinearExplainer((coef, intercept), shap.maskers.Independent(centre, max_samples=1))
+    return scaler, explainer, coef.shape[1], coef.shape[0]
+
+
+def _values(scaler: Any, explainer: Any, n_dims: int, n_outputs: int, X: np.ndarray) -> np.ndarray:
     # shap_values: the same exact values as calling the explainer, without building an Explanation (5× faster)
     values = explainer.shap_values(scaler.transform(np.asarray(X, dtype=np.float64)))
     if isinstance(values, list):  # older shap: one (n, D) array per output
         values = np.stack(values, axis=-1)
-    return np.asarray(values, dtype=np.float64).reshape(len(X), coef.shape[1], coef.shape[0])
+    return np.asarray(values, dtype=np.float64).reshape(len(X), n_dims, n_outputs)
+
+
+def linear_shap(estimator: Any, X_background: np.ndarray, X: np.ndarray, *, cache_dir: Path) -> np.ndarray:
+    """Exact SHAP values of the probe's linear margin: (n, D, K), K = rows of ``coef_`` (for a few records; the
+    analysis needs only their mean magnitude, ``linear_shap_mass``)."""
+    X_background = np.asarray(X_background)
+    explained = _explainer(estimator, _row_mean(X_background, np.arange(len(X_background))), cache_dir=cache_dir)
+    return _values(*explained, np.asarray(X))
+
+
+def linear_shap_mass(estimator: Any, X: np.ndarray, rows: np.ndarray, *, background_rows: np.ndarray,
+                     cache_dir: Path) -> np.ndarray:
+    """Mean |SHAP| per dimension and output (D, K) over ``X[rows]``, the background being ``X[background_rows]``.
+
+    Equal to ``attribution_mass(linear_shap(...))`` up to round-off, a chunk of records at a time: memory holds
+    one chunk's values whatever the number of records."""
+    scaler, explainer, n_dims, n_outputs = _explainer(estimator, _row_mean(X, background_rows), cache_dir=cache_dir)
+    total = np.zeros((n_dims, n_outputs))
+    for start in range(0, len(rows), SHAP_CHUNK):
+        total += np.abs(_values(scaler, explainer, n_dims, n_outputs, X[rows[start : start + SHAP_CHUNK]])).sum(0)
+    return total / len(rows)
 
 
 def attribution_mass(values: np.ndarray) -> np.ndarray:
@@ -119,17 +158,16 @@ def mean_pairwise_jaccard(sets: Sequence[Collection[int]]) -> float | None:
     return float(np.mean(pairs)) if pairs else None
 
 
-def summarise_level(test_values: Sequence[np.ndarray], val_values: Sequence[np.ndarray], outputs: Sequence[str],
+def summarise_level(test_masses: Sequence[np.ndarray], val_masses: Sequence[np.ndarray], outputs: Sequence[str],
                     *, k: int = TOP_K) -> dict[str, Any]:
     """One scarcity level: per output, test concentration (seed-mean mass), validation top-k and seed stability.
 
-    ``test_values``/``val_values`` hold one (n, D, K) array per seed. Returns a JSON-able dict;
+    ``test_masses``/``val_masses`` hold one (D, K) attribution mass per seed. Returns a JSON-able dict;
     ``val_mass`` (the seed-mean validation mass per output) feeds the comparison across levels.
     """
-    if len(test_values) != len(val_values) or not test_values:
-        raise DataError(f"{len(test_values)} test and {len(val_values)} validation SHAP arrays", "values")
-    test_mass = np.mean([attribution_mass(v) for v in test_values], axis=0)  # (D, K)
-    val_masses = [attribution_mass(v) for v in val_values]
+    if len(test_masses) != len(val_masses) or not test_masses:
+        raise DataError(f"{len(test_masses)} test and {len(val_masses)} validation attribution masses", "values")
+    test_mass = np.mean(test_masses, axis=0)  # (D, K)
     val_mass = np.mean(val_masses, axis=0)
     per_output = {}
     for j, name in enumerate(outputs):
@@ -174,16 +212,14 @@ def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
             continue
         per_seed: list[tuple[list[str], np.ndarray, np.ndarray]] = []
         for run in runs:
-            names = margin_outputs(data, run.probe)
-            background = data.X[run.train_rows]
-            test_values, val_values = [linear_shap(run.probe.estimator, background, data.X[rows],
-                                                   cache_dir=data.cache_dir) for rows in (test, val)]
-            per_seed.append((names, test_values, val_values))
+            test_mass, val_mass_of_seed = (linear_shap_mass(run.probe.estimator, data.X, rows, cache_dir=data.cache_dir,
+                                                            background_rows=run.train_rows) for rows in (test, val))
+            per_seed.append((margin_outputs(data, run.probe), test_mass, val_mass_of_seed))
         common = [n for n in per_seed[0][0] if all(n in names for names, _, _ in per_seed)]
         pick = [[names.index(n) for n in common] for names, _, _ in per_seed]
-        summary = summarise_level([t[:, :, p] for (_, t, _), p in zip(per_seed, pick, strict=True)],
-                                     [v[:, :, p] for (_, _, v), p in zip(per_seed, pick, strict=True)], common,
-                                     k=options.top_k)
+        summary = summarise_level([t[:, p] for (_, t, _), p in zip(per_seed, pick, strict=True)],
+                                  [v[:, p] for (_, _, v), p in zip(per_seed, pick, strict=True)], common,
+                                  k=options.top_k)
         val_mass[level] = summary.pop("val_mass")
         outputs_by_level[level] = common
         cells[data.cell_id(level)] = {"level": level, "seeds": [r.seed for r in runs], "n_test": int(len(test)),

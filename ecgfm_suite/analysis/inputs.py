@@ -40,15 +40,25 @@ class AnalysisOptions:
 
     #: top dimensions compared across seeds and levels
     top_k: int = 20
-    #: input attribution: fixed test records per class and in total, and the time budget per (model, task)
+    #: input attribution's resolution, fixed (never fitted to the clock) and recorded in its payloads: test records
+    #: explained per class and in total, time segments per lead of a multi-lead model and over the record of a
+    #: single-lead model (its time profile), and shap permutations (each a forward and a backward pass)
     input_records_per_class: int = 1
     input_max_records: int = 2
-    input_budget_s: float = 0.5
+    input_segments_per_lead: int = 1
+    input_time_segments: int = 6
+    input_permutations: int = 1
     #: most test records in a map (a seeded sample above it)
     map_max_records: int = 3000
     separability_max_per_source: int = 500
     #: seed of record choices, UMAP, cross-validation folds and permutations
     seed: int = 0
+    #: robustness: the perturbations (``data.perturb.PERTURBATIONS`` names; None: its default set), the most
+    #: test records perturbed per (model, task) (a seeded stratified sample above it), and the embedding cache
+    #: mode their embeddings are cached under (``--ecgfm-cache``)
+    robustness: tuple[str, ...] | None = None
+    robustness_max_records: int = 40
+    embedding_cache: str = "use"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

@@ -6,9 +6,11 @@ payload must satisfy), and one entry here. Scopes:
 - ``pair``: per (model, task), on ``ModelTaskData`` (the task's records, one model's embeddings, the
   cells' probes); runs where the pair's cells ran (a shard analyses exactly its own pairs);
 - ``task``: per task, across models, on ``TaskInputs`` (results, saved scores, stored test embeddings);
-- ``column``: per (task, scarcity level), across models, likewise.
+- ``column``: per (task, scarcity level), across models, likewise;
+- ``run``: once over the run's whole grid (every task and level), on ``TaskInputs`` with ``task`` = ``RUN``
+  and no level; runs after every per-task and per-column analysis, whose stored payloads it may read.
 
-Per-task and per-column analyses need every model's cells, so under ``--ecgfm-shard`` they run when
+Per-task, per-column and run-wide analyses need every model's cells, so under ``--ecgfm-shard`` they run when
 ``ecgfm-suite merge`` joins the shards, and under pytest-xdist on the controller at session end.
 ``analyse`` runs one entry and stores its payload; the engine schedules them.
 """
@@ -24,8 +26,10 @@ from ..registry import Registry, resolve
 from .inputs import AnalysisOptions, ModelTaskData, Output, TaskInputs, is_pooled, timed
 from .store import AnalysisStore, plain
 
-Scope = Literal["pair", "task", "column"]
-SCOPES: tuple[Scope, ...] = ("pair", "task", "column")
+Scope = Literal["pair", "task", "column", "run"]
+SCOPES: tuple[Scope, ...] = ("pair", "task", "column", "run")
+#: the task field and store key of a run-wide analysis (a task id has no hyphen, so none is this)
+RUN = "all-tasks"
 
 #: ``draw(kind, payload, figure_input) -> {figure name: PNG bytes}`` (``ecgfm_suite.report.figures.figures_for``)
 Draw = Callable[[str, Mapping[str, Any], Any], Mapping[str, bytes]]
@@ -53,6 +57,9 @@ class AnalysisSpec:
     #: ``"module:attr"``: ``rows(key, payload) -> list[dict]``, flat rows of one stored payload for
     #: ``<name>.csv`` beside the report and the report's table (None: the report renders it its own way)
     table: str | None = None
+    #: payload fields that measure the machine (memory, throughput), not the data: two runs on equal inputs
+    #: store equal payloads but for these and ``seconds``
+    measured: tuple[str, ...] = ()
 
     def applies_to(self, task_id: str) -> bool:
         from ..data.tasks import TASKS
@@ -65,6 +72,10 @@ class AnalysisSpec:
             return []
         rows: Callable[[str, Mapping[str, Any]], list[dict[str, Any]]] = resolve(self.table)
         return rows(key, payload)
+
+    def reproducible(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The payload without what measures the machine: what equal inputs must reproduce exactly."""
+        return {k: v for k, v in payload.items() if k not in self.measured and k != "seconds"}
 
     def check(self, payload: Mapping[str, Any]) -> list[str]:
         """The invariants the payload breaks (empty: none)."""
@@ -88,19 +99,43 @@ for _spec in (
                  problems=f"{_M}.dimension_attribution:problems", inputs=("embeddings", "cell probes")),
     AnalysisSpec(name="input_attribution", scope="pair", run=f"{_M}.input_attribution:run",
                  problems=f"{_M}.input_attribution:problems", inputs=("records", "model", "cell probes"),
-                 needs_encoder=True),
+                 needs_encoder=True, payload_version=2, title="SHAP over the input (lead shares; time profile of "
+                 "single-lead models)", table=f"{_M}.input_attribution:rows"),
     AnalysisSpec(name="projection", scope="pair", run=f"{_M}.projection:run", problems=f"{_M}.projection:problems",
                  inputs=("embeddings",)),
     AnalysisSpec(name="representation", scope="pair", run=f"{_M}.representation:run",
                  problems=f"{_M}.representation:problems", inputs=("embeddings",)),
     AnalysisSpec(name="transfer", scope="pair", run=f"{_M}.transfer:run", problems=f"{_M}.transfer:problems",
                  inputs=("embeddings", "regions"), pooled_only=True),
+    AnalysisSpec(name="subgroups", scope="pair", run=f"{_M}.subgroups:run", problems=f"{_M}.subgroups:problems",
+                 inputs=("embeddings", "cell probes", "record sex, age and source"), title="Subgroup performance",
+                 table=f"{_M}.subgroups:rows"),
+    AnalysisSpec(name="calibration", scope="pair", run=f"{_M}.calibration:run",
+                 problems=f"{_M}.calibration:problems", inputs=("embeddings", "cell probes"), title="Calibration",
+                 table=f"{_M}.calibration:rows"),
+    AnalysisSpec(name="robustness", scope="pair", run=f"{_M}.robustness:run", problems=f"{_M}.robustness:problems",
+                 inputs=("records", "model", "embeddings", "cell probes"), needs_encoder=True,
+                 title="Robustness to recording artefacts", table=f"{_M}.robustness:rows"),
+    AnalysisSpec(name="efficiency", scope="pair", run=f"{_M}.efficiency:run", problems=f"{_M}.efficiency:problems",
+                 inputs=("model", "records", "embedding cache timings"), needs_encoder=True,
+                 title="Efficiency", table=f"{_M}.efficiency:rows",
+                 measured=("peak_memory_mb", "memory_method", "records_per_s", "records_per_s_with_preparation",
+                           "timings", "timings_missing")),
     AnalysisSpec(name="cka", scope="task", run=f"{_M}.representation:run_cka",
                  problems=f"{_M}.representation:cka_problems", inputs=("stored test embeddings",)),
     AnalysisSpec(name="label_efficiency", scope="task", run=f"{_M}.label_efficiency:run",
                  problems=f"{_M}.label_efficiency:problems", inputs=("results",)),
+    AnalysisSpec(name="efficiency_front", scope="task", run=f"{_M}.efficiency:run_front",
+                 problems=f"{_M}.efficiency:front_problems", inputs=("results", "stored efficiency"),
+                 title="Main metric against compute (Pareto front)", table=f"{_M}.efficiency:front_rows"),
     AnalysisSpec(name="comparison", scope="column", run=f"{_M}.comparison:run",
-                 problems=f"{_M}.comparison:problems", inputs=("results", "saved test scores")),
+                 problems=f"{_M}.comparison:problems", inputs=("results", "saved test scores"), payload_version=2),
+    AnalysisSpec(name="ranks", scope="run", run=f"{_M}.ranks:run", problems=f"{_M}.ranks:problems",
+                 inputs=("results", "saved test scores", "stored comparisons"), title="Ranks with honest uncertainty",
+                 table=f"{_M}.ranks:rows"),
+    AnalysisSpec(name="controls", scope="run", run=f"{_M}.ranks:run_controls", problems=f"{_M}.ranks:controls_problems",
+                 inputs=("stored comparisons",), title="Foundation models against the controls",
+                 table=f"{_M}.ranks:control_rows"),
 ):
     register(_spec)
 
@@ -147,7 +182,8 @@ def analyse(name: str, data: ModelTaskData, store: AnalysisStore,
 def analyse_task(name: str, inputs: TaskInputs) -> dict[str, Any]:
     """Run one per-task or per-(task, level) analysis and store it under ``inputs.key``."""
     spec = ANALYSES.get(name)
-    if spec.scope == "pair" or (spec.scope == "column") != (inputs.level is not None):
+    if spec.scope == "pair" or (spec.scope == "column") != (inputs.level is not None) \
+            or (spec.scope == "run") != (inputs.task == RUN):
         raise DataError(f"analysis {name!r} is per {spec.scope}; got task {inputs.task!r}, level {inputs.level!r}",
                         "analysis")
     run: Callable[[TaskInputs], Output] = resolve(spec.run)

@@ -22,13 +22,40 @@ from .inputs import AnalysisOptions, ModelTaskData, Output, TaskInputs, within
 EPS = 1e-7
 
 
-def rankme(X: np.ndarray) -> float:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or min(X.shape) == 0 or not np.isfinite(X).all():
-        raise DataError(f"RankMe needs a finite, non-empty (N, D) matrix, got shape {X.shape}", "X")
-    sigma = np.linalg.svd(X, compute_uv=False)
-    if sigma.sum() == 0:
+#: records per chunk of a Gram matrix: float64 copies of a chunk, never of every record
+GRAM_CHUNK = 8192
+
+
+def gram(X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``XᵀX`` (D, D) in float64 over ``rows`` of X (default all), summed a chunk of records at a time."""
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+    out = np.zeros((X.shape[1], X.shape[1]))
+    for start in range(0, len(rows), GRAM_CHUNK):
+        chunk = np.asarray(X[rows[start : start + GRAM_CHUNK]], dtype=np.float64)
+        if not np.isfinite(chunk).all():
+            raise DataError(f"RankMe needs finite embeddings; records {start}..{start + len(chunk) - 1} of the "
+                            f"{len(rows)} hold NaN or inf", "X")
+        out += chunk.T @ chunk
+    return out
+
+
+def rankme(X: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """RankMe of ``rows`` of X (default all records).
+
+    The singular values are the square roots of the D × D Gram matrix's eigenvalues, so memory holds D × D
+    numbers and one chunk of records, whatever the number of records. Eigenvalues within round-off of zero
+    (below ``D · eps · λ_max``, the tolerance ``numpy.linalg.matrix_rank`` uses) count as zero, as the SVD's
+    singular values of a rank-deficient matrix do."""
+    X = np.asarray(X)
+    n = len(X) if rows is None else len(rows)
+    if X.ndim != 2 or n == 0 or X.shape[1] == 0:
+        raise DataError(f"RankMe needs a finite, non-empty (N, D) matrix, got shape {(n, *X.shape[1:])}", "X")
+    # the SVD of an (n, D) matrix has min(n, D) singular values: the Gram's other eigenvalues are zeros it lacks
+    eigenvalues = np.linalg.eigvalsh(gram(X, rows))[::-1][: min(n, X.shape[1])]
+    top = eigenvalues[0]
+    if top <= 0:
         return 0.0
+    sigma = np.sqrt(np.where(eigenvalues > top * len(eigenvalues) * np.finfo(np.float64).eps, eigenvalues, 0.0))
     p = sigma / sigma.sum() + EPS
     return float(np.exp(-np.sum(p * np.log(p))))
 
@@ -63,7 +90,7 @@ def run(data: ModelTaskData, options: AnalysisOptions) -> Output:
     every, test = np.flatnonzero(data.have), data.rows("test")
     return Output({
         "model": data.model, "task": data.task.task.id, "embed_dim": int(data.X.shape[1]),
-        "rankme": rankme(data.X[every]), "rankme_test": rankme(data.X[test]), "n_records": int(len(every)),
+        "rankme": rankme(data.X, every), "rankme_test": rankme(data.X, test), "n_records": int(len(every)),
         "n_test": int(len(test)), "records_without_embedding": int((~data.have).sum()),
         "excluded": dict(sorted(data.excluded.items())),
     }, test_embeddings=(np.asarray(data.task.keys)[test], data.X[test]))

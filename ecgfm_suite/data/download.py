@@ -2,7 +2,7 @@
 
 Sources and checksums:
 
-- PhysioNet (LUDB, Brugada-HUCA, CinC 2017, PTB-XL, Challenge 2021): the project's
+- PhysioNet (LUDB, Brugada-HUCA, CinC 2017, PTB-XL, Challenge 2021, MIMIC-IV-ECG): the project's
   ``<server>/<slug>/<version>/SHA256SUMS.txt``; slug and version come from the
   :data:`~ecgfm_suite.data.datasets.DATASETS` spec URL, so the registry is the one source of truth.
 - Zenodo (CODE-15%, record 4916206): the record's API listing (``/api/records/<id>``), md5 per file.
@@ -93,6 +93,8 @@ PLANS: dict[str, DownloadPlan] = {
          "ce53c9e35406e922f1634a38bb13c31e8cf7603291641a16c201d8e679f4fe94"),
     )),
     "code15": DownloadPlan(include=("exams.csv", "exams_part*.zip"), extract=True),
+    # open access (no PhysioNet credentialing): the two tables the loader reads and the 800,035 records (~90 GB)
+    "mimic_iv_ecg": DownloadPlan(include=("record_list.csv", "machine_measurements.csv", "files/*")),
 }
 
 _PHYSIONET_URL = re.compile(r"^https://physionet\.org/content/(?P<slug>[\w.-]+)/(?P<version>[\w.-]+)/?$")

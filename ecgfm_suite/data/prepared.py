@@ -4,7 +4,8 @@ All windows of a dataset live in one float32 array ``(total_windows, *window_sha
 ``offsets`` (n_records + 1) delimiting each record's windows, so a 20k-record dataset is one
 memory-mapped ``.npy`` rather than 20k arrays. Records that fail to read, validate or prepare
 become :class:`Exclusion` s; the run goes on (``strict=True`` raises instead). A pool of
-reader processes decodes records while the calling process prepares them, in index order.
+worker processes reads and prepares records while the calling process writes them, in index order, so
+the result is the one a single process gives, byte for byte.
 
 Cache entry ``<cache_dir>/prepared/<key[:2]>/<key>/``: ``windows.npy``, ``offsets.npy``,
 ``keys.json``, ``excluded.json``, then ``manifest.json`` (the commit mark). It is built in a
@@ -133,11 +134,12 @@ def prepare_records(
     ``spec_key`` names what determines the output besides the files (at least the
     ``InputSpec.to_dict()`` and the model family); with ``cache_dir`` the result is stored under
     a key of it plus every file's ``content_hash`` and loaded memory-mapped on a hit.
-    ``workers`` processes (default and cap: the cores this process may use) read and validate
-    ``chunk_size`` records at a time while this process prepares them: ``prepare_fn`` is often a
-    bound encoder method (a torch module, maybe on a GPU) that must not be pickled or forked, and
-    reading (header parsing, wfdb's decoder) holds the GIL, so threads would not gain. ``read``
-    must pickle where the OS has no ``fork``. ``workers=1``, or one chunk of records, reads here.
+    ``workers`` processes (default and cap: the cores this process may use) read, validate and
+    prepare ``chunk_size`` records at a time while this process writes the windows in index order
+    (reading and preparing hold the GIL, so threads would not gain). The workers are forked, so
+    ``prepare_fn`` (often a bound encoder method holding a torch module, maybe on a GPU) reaches them
+    unpickled and they never touch the module; where the OS has no ``fork`` they only read (``read``
+    must then pickle) and ``prepare_fn`` runs here. ``workers=1``, or one chunk of records, works here.
     ``strict=True`` raises the first bad record's error instead of excluding it (also on a hit).
     """
     if "key" not in records.columns:
@@ -272,29 +274,44 @@ class _Failure:
 #: errors that make one record unusable (wfdb/scipy decode errors are ValueError/OSError); others are bugs
 _RECORD_ERRORS = (EcgfmError, ValueError, OSError)
 
-#: the ``read`` of this pool worker process (set by :func:`_init_worker`; unset in the parent)
-_worker_read: ReadFn | None = None
+#: what a row becomes in a worker: its validated signal (read only), its windows (read and prepared), or why not
+_Loaded = Signal | np.ndarray | _Failure
+#: the ``read`` and ``prepare`` of this pool worker process (set by :func:`_init_worker`; unset in the parent)
+_worker: tuple[ReadFn, PrepareFn | None] | None = None
 
 
-def _init_worker(read: ReadFn) -> None:
-    global _worker_read
-    _worker_read = read
+def _init_worker(read: ReadFn, prepare_fn: PrepareFn | None) -> None:
+    global _worker
+    _worker = (read, prepare_fn)
 
 
-def _read_rows(rows: Sequence[Mapping[str, Any]], read: ReadFn | None = None) -> list[Signal | _Failure]:
-    """Read and validate index rows, in this process or in a pool worker (``read`` None: the worker's)."""
-    reader = read or _worker_read
-    assert reader is not None, "a pool worker's initializer sets its reader"
-    out: list[Signal | _Failure] = []
+def _load_rows(rows: Sequence[Mapping[str, Any]], read: ReadFn | None = None,
+               prepare_fn: PrepareFn | None = None) -> list[_Loaded]:
+    """Read and validate index rows and, given ``prepare_fn``, prepare them, in this process or in a pool
+    worker (``read`` None: the worker's own reader and preparer)."""
+    if read is None:
+        assert _worker is not None, "a pool worker's initializer sets its reader"
+        read, prepare_fn = _worker
+    out: list[_Loaded] = []
     for row in rows:
         try:
-            sig = reader(row)
+            sig = read(row)
             reason = validate_signal(sig)
             if reason is not None:
                 raise RecordError(reason, row.get("path"))
-            out.append(sig)
+            out.append(sig if prepare_fn is None else _prepare_one(sig, prepare_fn, row))
         except _RECORD_ERRORS as exc:
             out.append(_Failure.of(exc))
+    return out
+
+
+def _prepare_one(sig: Signal, prepare_fn: PrepareFn, row: Mapping[str, Any]) -> np.ndarray:
+    """``prepare_fn``'s windows of one signal as float32, or a :class:`RecordError` for an unusable result."""
+    out = np.asarray(prepare_fn(sig.data, sig.fs, sig.leads), dtype=np.float32)
+    if out.ndim < 2 or len(out) == 0:
+        raise RecordError(f"prepare gave shape {out.shape}, expected (n_windows >= 1, ...)", row.get("path"))
+    if not np.isfinite(out).all():
+        raise RecordError("prepared windows contain NaN/inf", row.get("path"))
     return out
 
 
@@ -306,30 +323,33 @@ def available_cores() -> int:
 
 def _pool_context() -> multiprocessing.context.BaseContext:
     """``fork`` where the OS has it: a spawned or forkserver worker re-imports wfdb/pandas/scipy first
-    (~1.5 s on a loaded 2-core machine, a third of a 4k-record build); the readers touch no torch/CUDA
-    state and no lock of the parent's, as PyTorch's DataLoader workers rely on too."""
+    (~1.5 s on a loaded 2-core machine, a third of a 4k-record build) and would need ``prepare_fn``
+    pickled; the workers touch no torch/CUDA state and no lock of the parent's, as PyTorch's DataLoader
+    workers rely on too."""
     return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
-def _signals(
-    rows: Sequence[Mapping[str, Any]], read: ReadFn, *, workers: int, chunk_size: int
-) -> Generator[Signal | _Failure, None, None]:
-    """Each row's validated signal (or failure), in order; ``workers`` > 1 reads in a process pool with at
-    most ``2·workers`` chunks in flight (bounded memory), the caller preparing while the pool reads on."""
+def _loaded(
+    rows: Sequence[Mapping[str, Any]], read: ReadFn, prepare_fn: PrepareFn, *, workers: int, chunk_size: int
+) -> Generator[_Loaded, None, None]:
+    """Each row's windows (or validated signal, or failure), in order; ``workers`` > 1 works in a process pool
+    with at most ``2·workers`` chunks in flight (bounded memory), the caller writing while the pool goes on."""
     chunks = (rows[s : s + chunk_size] for s in range(0, len(rows), chunk_size))
     if workers == 1 or len(rows) <= chunk_size:
         for chunk in chunks:
-            yield from _read_rows(chunk, read)
+            yield from _load_rows(chunk, read, prepare_fn)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-                               initargs=(read,))
+    context = _pool_context()
+    in_workers = prepare_fn if context.get_start_method() == "fork" else None  # a spawned worker only reads
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(read, in_workers))
     try:
-        pending: deque[Future] = deque(pool.submit(_read_rows, c) for c in islice(chunks, 2 * workers))
+        pending: deque[Future] = deque(pool.submit(_load_rows, c) for c in islice(chunks, 2 * workers))
         while pending:
             done = pending.popleft().result()
             following = next(chunks, None)
             if following is not None:
-                pending.append(pool.submit(_read_rows, following))
+                pending.append(pool.submit(_load_rows, following))
             yield from done
     finally:  # also on an early exit (strict error, interrupt): drop the chunks not started
         pool.shutdown(wait=True, cancel_futures=True)
@@ -339,21 +359,15 @@ def _windows(
     rows: Sequence[Mapping[str, Any]], prepare_fn: PrepareFn, read: ReadFn, *, workers: int, strict: bool,
     chunk_size: int,
 ) -> Iterator[tuple[str, np.ndarray | Exclusion]]:
-    """(key, windows-or-exclusion) per row, in order. ``prepare_fn`` runs here, in the calling process:
-    it is often a bound encoder method (a torch module, maybe on a GPU) that must not be pickled or forked."""
-    # closing: an error here shuts the reader pool down now, not when the traceback is collected
-    with closing(_signals(rows, read, workers=workers, chunk_size=chunk_size)) as signals:
-        for row, got in zip(rows, signals, strict=True):
+    """(key, windows-or-exclusion) per row, in order, whichever process prepared them."""
+    # closing: an error here shuts the worker pool down now, not when the traceback is collected
+    with closing(_loaded(rows, read, prepare_fn, workers=workers, chunk_size=chunk_size)) as loaded:
+        for row, got in zip(rows, loaded, strict=True):
             key = str(row["key"])
             try:
                 if isinstance(got, _Failure):
                     raise got.rebuild()
-                out = np.asarray(prepare_fn(got.data, got.fs, got.leads), dtype=np.float32)
-                if out.ndim < 2 or len(out) == 0:
-                    raise RecordError(f"prepare gave shape {out.shape}, expected (n_windows >= 1, ...)",
-                                      row.get("path"))
-                if not np.isfinite(out).all():
-                    raise RecordError("prepared windows contain NaN/inf", row.get("path"))
+                out = _prepare_one(got, prepare_fn, row) if isinstance(got, Signal) else got
             except _RECORD_ERRORS as exc:
                 if strict:
                     raise

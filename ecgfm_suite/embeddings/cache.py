@@ -65,6 +65,16 @@ class CachedEmbeddings:
     hit: bool
 
 
+def perturbed_description(description: Mapping[str, Any], perturbation: Mapping[str, Any],
+                          seed: int) -> dict[str, Any]:
+    """The key description of embeddings of perturbed records: the clean records' description plus the
+    perturbation (name, parameters, version) and its seed, so an entry is never served for the clean records,
+    another perturbation or another draw of it."""
+    if "perturbation" in description:
+        raise CacheError("a description that names a perturbation cannot be perturbed again", "perturbation")
+    return {**description, "perturbation": dict(perturbation), "perturbation_seed": int(seed)}
+
+
 def url_lock_dir() -> Path:
     """``<tmp>/ecgfm-suite-locks-<user>/`` (mode 0700): lock files of object-store entries on this machine."""
     import getpass

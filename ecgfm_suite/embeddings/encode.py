@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import mmap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -166,6 +167,24 @@ def large_buffers_reused() -> Iterator[None]:
         libc.malloc_trim(0)
 
 
+def release_mapped_pages(part: np.ndarray) -> None:
+    """Drop a read-only memmap slice's pages from this process's resident set (``madvise(MADV_DONTNEED)``).
+
+    Reading a prepared ``windows.npy`` through its map would otherwise leave every page read resident, so RSS
+    climbs towards the file's size: reclaimable page cache, but counted as the process's memory by ``ps``, top
+    and schedulers. The pages stay in the page cache (a re-read costs no disk), only the mapping lets go.
+    Only whole pages inside the slice are dropped; a writable map (its pages may hold the only copy of the
+    data) or an in-memory array is left alone, as is every array off glibc."""
+    libc = _glibc()
+    if libc is None or not isinstance(part, np.memmap) or part.flags.writeable or not part.flags.c_contiguous:
+        return
+    page = mmap.PAGESIZE
+    start = -(-part.ctypes.data // page) * page
+    stop = (part.ctypes.data + part.nbytes) // page * page
+    if stop > start:
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start), mmap.MADV_DONTNEED)
+
+
 def encode_prepared(
     encoder: Encoder, windows: np.ndarray, offsets: np.ndarray, *, batch_windows: int = 64, desc: str = "encode"
 ) -> np.ndarray:
@@ -186,6 +205,7 @@ def encode_prepared(
         for i in range(0, len(windows), batch_windows):
             chunk = np.asarray(windows[i : i + batch_windows], dtype=np.float32)
             np.add.at(out, record_of_window[i : i + len(chunk)], encoder.encode(chunk))
+            release_mapped_pages(windows[i : i + batch_windows])
             bar.update(len(chunk))
     out /= np.maximum(counts, 1)[:, None]
     return out

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._threads import one_thread
 from ..analysis.inputs import AnalysisOptions, ModelTaskData, TaskInputs, load_model_task, task_summary
-from ..analysis.registry import ANALYSES, Draw, analyse, analyse_task, draw_figures, names, pair_analyses
+from ..analysis.registry import ANALYSES, RUN, Draw, analyse, analyse_task, draw_figures, names, pair_analyses
 from ..analysis.store import AnalysisStore
 from ..errors import AnalysisSkip, CellSkip
 from ..results.cell import CellSpec
@@ -42,11 +42,17 @@ def pairs_of(cells: Sequence[CellSpec]) -> list[tuple[str, str]]:
 
 
 def task_targets(cells: Sequence[CellSpec]) -> list[Target]:
-    """Every per-task and per-column analysis over the cells' tasks and (task, level) columns."""
+    """Every per-task and per-column analysis over the cells' tasks and (task, level) columns, then the
+    run-wide ones (last: they may read the others' payloads)."""
     tasks = list(dict.fromkeys(c.task for c in cells))
     columns = list(dict.fromkeys((c.task, c.scarcity) for c in cells))
     targets: list[Target] = [(name, t, None) for t in tasks for name in names("task")]
-    return targets + [(name, t, lv) for t, lv in columns for name in names("column")]
+    targets += [(name, t, lv) for t, lv in columns for name in names("column")]
+    return targets + [(name, RUN, None) for name in names("run")] if cells else targets
+
+
+def is_run_wide(target: Target) -> bool:
+    return target[1] == RUN
 
 
 def target_id(target: Target) -> str:
@@ -156,7 +162,8 @@ class AnalysisStage:
         self.run_dir = run_dir
         self.cells = list(cells)
         self.store = AnalysisStore(run_dir.path)
-        self.options = options or AnalysisOptions()
+        s = runner.settings
+        self.options = options or AnalysisOptions(robustness=s.robustness, embedding_cache=s.cache)
         self.draw = draw
         self._plan_written = False
         self._encoder: tuple[str, Encoder] | None = None
@@ -256,9 +263,14 @@ class AnalysisStage:
                     pending.exception()  # wait; a failure was reported by its own analysis
             pool = self._worker_pool()
             for each in [*self.task_targets(), target]:
-                if each not in self._task_jobs:
+                if each not in self._task_jobs and not is_run_wide(each):
                     self._task_jobs[each] = pool.submit(run_task_job, self.run_dir.path, each, self.options, n_boot,
                                                         self.draw)
+            if is_run_wide(target):  # after every other per-task analysis: it reads their payloads
+                for pending in list(self._task_jobs.values()):
+                    pending.exception()
+                self._task_jobs[target] = pool.submit(run_task_job, self.run_dir.path, target, self.options, n_boot,
+                                                      self.draw)
         return self._task_jobs[target].result()
 
     def _worker_pool(self) -> ProcessPoolExecutor:

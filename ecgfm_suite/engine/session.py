@@ -9,7 +9,7 @@ one-line calls into it, as pytest-benchmark's plugin delegates to its ``Benchmar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # type-only: the runner, gate, run directory and analyses are
     from .runner import Runner
 
 Outcome = Literal["passed", "failed", "skipped", "error"]
+#: skip reasons the run's last screen lists (by count; the rest are counted in one line)
+SKIP_REASONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +293,12 @@ class RunSession:
             where = "controller"
             self._run_task_analyses(run, done)
         done.failure = _all_skipped(run.outcomes())
+        if done.gate_summary is not None and not self.sharded:  # the comparisons ran here: judge the controls
+            done.gate_summary = self.gate.with_controls(done.gate_summary, run.path)
+            done.gate_summary.write(run.path / "gate.json")
+            controls = done.gate_summary.controls
+            if controls is not None and controls.failed:
+                done.failure = done.failure or controls.reason().splitlines()[0]
         s = self.settings
         shard = None
         if self.sharded:
@@ -332,15 +340,23 @@ class RunSession:
         except EcgfmError as exc:
             done.task_analyses_error = str(exc)
 
-    def summary_lines(self) -> list[tuple[str | None, str]]:
-        """The terminal summary: (section title or None, line) pairs."""
+    def summary_lines(self, *, width: int | None = None,
+                      skips: Mapping[str, int] | None = None) -> list[tuple[str | None, str]]:
+        """The run's last screen: (section title or None, line) pairs. The compact leaderboard (a row per task and
+        level, a column per model, ★ best, ≈ not significantly worse; CIs dropped when wider than ``width``),
+        the gate, the skipped tests counted by reason (``skips``: reason → count; the reasons in full stay
+        with ``-rs`` and in the report) and the paths."""
         done = self.finished
         if done is None:
             return []
-        from ..results.leaderboard import leaderboard_text
+        from ..report.build import leaderboard_rows
+        from ..report.tables import format_leaderboard
 
+        rows = leaderboard_rows(done.run_path) if done.results else []
         lines: list[tuple[str | None, str]] = [("ecgfm-suite leaderboard", "")]
-        lines += [(None, line) for line in leaderboard_text(done.results).splitlines()]
+        lines += [(None, line) for line in format_leaderboard(rows, "text", width).splitlines()]
+        if rows:
+            lines.append((None, "★ best per row, ≈ not significantly worse than the best, ✗ failing"))
         if done.gate_summary is not None:
             lines.append(("ecgfm-suite gate", ""))
             lines += [(None, line) for line in done.gate_summary.lines()]
@@ -352,6 +368,16 @@ class RunSession:
         if self.sharded:
             lines.append((None, "per-task analyses (CKA, label efficiency, comparisons) run when "
                                 "`ecgfm-suite merge` joins the shard runs"))
+        if skips:
+            lines.append(("ecgfm-suite skipped", ""))
+            limit = (width or 120) - 9
+            for reason, n in sorted(skips.items(), key=lambda kv: (-kv[1], kv[0]))[:SKIP_REASONS]:
+                text = " ".join(reason.split())
+                lines.append((None, f"{n:5d} × {text if len(text) <= limit else text[:limit - 1] + '…'}"))
+            if len(skips) > SKIP_REASONS:
+                lines.append((None, f"  and {len(skips) - SKIP_REASONS} more reasons"))
+            where = f" and in {done.report_path}" if done.report_path is not None else ""
+            lines.append((None, f"{sum(skips.values())} skipped in all: every reason with -rs{where}"))
         if done.failure:
             lines.append((None, f"ecgfm-suite: FAILED: {done.failure}"))
         if done.results:

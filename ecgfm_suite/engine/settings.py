@@ -133,6 +133,14 @@ def _update_mode(value: str) -> str:
     return value
 
 
+def _perturbations(value: str) -> tuple[str, ...]:
+    """``default``, ``all``, ``none`` or a list of perturbation names (``data.perturb``, imported here only:
+    it needs numpy, which collection does not)."""
+    from ..data.perturb import parse_perturbations
+
+    return parse_perturbations(value)
+
+
 def _checkpoints(value: str) -> tuple[tuple[str, Path], ...]:
     pairs = []
     for item in _csv(value):
@@ -203,6 +211,11 @@ OPTIONS: tuple[Option, ...] = (
            "the whole record, the last aligned to its end; official = each model's official test-time windows "
            "(ST-MEM's 3 crops, ECG-FM's and ECG-CPC's non-overlapping windows, else the first); first = the first "
            "window only. Overrides a model file's `windows`, which overrides the default"),
+    Option("robustness", "robustness", "ECGFM_ROBUSTNESS", "default", _perturbations,
+           "test-time perturbations of the robustness analysis: default (noise_snr10, baseline_wander, "
+           "lead_dropout3), all, none, or a comma list of noise_snr20, noise_snr10, noise_snr5, baseline_wander, "
+           "powerline_50, powerline_60, amplitude_x0.5, amplitude_x2, time_shift, lead_dropout1, lead_dropout3, "
+           "lead_dropout6, resample_250"),
     Option("device", "device", "ECGFM_DEVICE", "auto", _choice("auto", "cpu", "cuda"),
            "torch device: auto picks CUDA when present, else CPU"),
     Option("cache", "cache", "ECGFM_CACHE", "use", _choice("use", "refresh", "off"),
@@ -270,6 +283,8 @@ class Settings:
     workers: int | None = None
     #: record-level window policy (``InputSpec.window_policy``) of models whose spec names none
     windows: WindowPolicy = "cover"
+    #: perturbations of the robustness analysis (``data.perturb`` names; None: its default set)
+    robustness: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: option dest → where the user set it (its flag, environment variable or ini key); defaults are absent
     sources: Mapping[str, str] = field(default_factory=dict)

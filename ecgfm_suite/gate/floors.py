@@ -11,7 +11,8 @@ File format (schema 1)::
         ptbxl_superdiag: {frac10: 0.6, frac100: 0.65}
 
 For a lower-is-better metric (MAE) the "floor" is a ceiling. A cell with no floor passes and records.
-The optional ``gate:`` section holds the regression tolerances (see ``gate/regression.py``).
+The optional ``gate:`` section holds the regression tolerances (see ``gate/regression.py``), the optional
+``controls:`` section what a foundation model no better than a control does (``gate/controls.py``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class Floors:
         raw = load_thresholds_yaml(path)
         if raw.get("schema_version") != 1:
             raise SpecError("expected a mapping with schema_version: 1", path)
-        unknown = set(raw) - {"schema_version", "tasks", "models", "gate"}  # gate: tolerances (regression.py)
+        # gate: tolerances (regression.py); controls: what a model below a control does (controls.py)
+        unknown = set(raw) - {"schema_version", "tasks", "models", "gate", "controls"}
         if unknown:
-            raise SpecError(f"unknown keys {sorted(unknown, key=str)} (allowed: schema_version, tasks, models, gate)",
-                            path)
+            raise SpecError(f"unknown keys {sorted(unknown, key=str)} (allowed: schema_version, tasks, models, gate, "
+                            "controls)", path)
         tasks = _mapping(raw.get("tasks"), path, "tasks", "task ids to floors")
         models = _mapping(raw.get("models"), path, "models", "model ids to {task: floor}")
         for task, value in tasks.items():

@@ -29,6 +29,7 @@ from .baselines import (
     BaselineStore,
     digest_test_records,
 )
+from .controls import ControlsRule, ControlsVerdict, judge_comparisons, judge_run
 from .floors import Floors, check_cell
 from .regression import Comparison, GateConfig, Status, decide
 
@@ -101,6 +102,8 @@ class GateSummary:
     removed: tuple[str, ...] = ()
     #: cell → why its result was not recorded (failed its floor)
     refused: dict[str, str] = field(default_factory=dict)
+    #: the foundation models against the controls over the run's stored comparisons (None: not judged here)
+    controls: ControlsVerdict | None = None
 
     def by_status(self, status: Status) -> list[Comparison]:
         return [c for c in self.comparisons if c.status is status]
@@ -141,6 +144,8 @@ class GateSummary:
         passed = len(self.by_status(Status.PASS))
         if passed:
             out.append(f"{passed} cell(s) within tolerance of their baseline")
+        if self.controls is not None:
+            out += self.controls.lines()
         if self.comparisons:
             out.append(self.counts_line())
         return out
@@ -175,7 +180,7 @@ class GateSummary:
         return {"update": self.update, "strict": self.strict, "counts": self.counts(), "cells": cells,
                 "errors": self.errors, "written": list(self.written),
                 "updated": list(self.updated), "obtained": list(self.obtained), "removed": list(self.removed),
-                "refused": self.refused}
+                "refused": self.refused, "controls": None if self.controls is None else self.controls.to_dict()}
 
     def write(self, path: Path) -> None:
         write_atomic(path, json.dumps(self.to_dict(), sort_keys=True, indent=1))
@@ -198,6 +203,7 @@ class Gate:
             raise ValueError(f"update must be one of {UPDATE_MODES} or None, got {update!r}")
         self.floors = Floors.load(thresholds)
         self.config = GateConfig.load(thresholds)
+        self.controls = ControlsRule.load(thresholds)
         self.store = BaselineStore(baselines_dir)
         self.update = update
         self.strict = strict
@@ -224,6 +230,17 @@ class Gate:
             return dataclasses.replace(verdict, comparison=self.compare(result, sha))
         except BaselineError as exc:
             return dataclasses.replace(verdict, baseline_error=str(exc))
+
+    def judge_controls(self, kind: str, payload: Mapping[str, Any]) -> ControlsVerdict | None:
+        """The ``controls:`` rule on one stored analysis payload: a column comparison's verdict (None for any
+        other analysis). The comparison's test records ``.properties()``, and fails (``fail``) or xfails
+        (``xfail``) with ``.reason()`` when the verdict says so."""
+        return judge_comparisons(self.controls, [payload]) if kind == "comparison" else None
+
+    def with_controls(self, summary: GateSummary, run_path: Path) -> GateSummary:
+        """``summary`` with the ``controls:`` rule judged over every comparison stored in the run (at the end of
+        the run, once the per-column analyses ran wherever they run)."""
+        return dataclasses.replace(summary, controls=judge_run(self.controls, run_path))
 
     def finish(self, results: Iterable[CellResult], test_shas: Mapping[str, str] | None = None) -> GateSummary:
         """Decisions for the cells that ran; write baselines (update mode) and obtained files.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from ..errors import DataError, SpecError
 from . import kernels
 from .arrays import check_scores, check_targets
-from .bootstrap import count_matrix, draw_indices, percentile_ci, row_chunks, strata
+from .bootstrap import count_matrix, draw_resamples, percentile_ci, row_chunks, strata
 from .table import METRICS, check_task_type, metrics_for
 from .thresholds import tune_thresholds
 
@@ -225,14 +225,24 @@ def _columns(task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLike, y_val
     return columns, y
 
 
+def _distributions(models: Sequence[_Columns], chunks: Iterable[np.ndarray], which: Collection[str] | None = None
+                   ) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Each metric on each resample, per model scored on the same resamples, a chunk of (rows, n) resample
+    indices at a time (memory stays bounded by the chunk): per model, id → (B,) and the per-class ranking
+    metrics id → (K, B)."""
+    parts: list[list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]] = [[] for _ in models]
+    for idx in chunks:
+        weights = count_matrix(idx, models[0].n)
+        for columns, out in zip(models, parts, strict=True):
+            out.append(columns.values_by_class(weights, which))
+    return [({m: np.concatenate([p[0][m] for p in out]) for m in out[0][0]},
+             {m: np.concatenate([p[1][m] for p in out], axis=1) for m in out[0][1]}) for out in parts]
+
+
 def _distribution(columns: _Columns, idx: np.ndarray, which: Collection[str] | None = None
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Each metric on each resample (rows of ``idx``), in memory-bounded chunks: id → (B,), and the per-class
-    ranking metrics: id → (K, B)."""
-    parts = [columns.values_by_class(count_matrix(idx[rows], columns.n), which)
-             for rows in row_chunks(len(idx), columns.n)]
-    return ({m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]},
-            {m: np.concatenate([p[1][m] for p in parts], axis=1) for m in parts[0][1]})
+    """``_distributions`` of one model on the rows of an index matrix (B, n) drawn by the caller."""
+    return _distributions([columns], (idx[rows] for rows in row_chunks(len(idx), columns.n)), which)[0]
 
 
 def _metric_ci(value: float, samples: np.ndarray) -> MetricCI:
@@ -287,8 +297,8 @@ def evaluate_classes(task_type: str, y_true: npt.ArrayLike, scores: npt.ArrayLik
     _check_n_boot(n_boot)
     columns, y = _columns(task_type, y_true, scores, y_val, scores_val)
     point, point_classes = columns.values_by_class(np.ones((1, columns.n)))
-    idx = draw_indices(strata(task_type, y), n_boot, np.random.default_rng(seed))
-    boot, boot_classes = _distribution(columns, idx)
+    resamples = draw_resamples(strata(task_type, y), n_boot, np.random.default_rng(seed))
+    [(boot, boot_classes)] = _distributions([columns], resamples.chunks())
     metrics = {metric: _metric_ci(point[metric][0], boot[metric]) for metric in columns.metric_ids()}
     return Evaluation(metrics, _class_metrics(columns, y, point_classes, boot_classes))
 
@@ -347,8 +357,9 @@ def paired_bootstrap(metric: str, y_true: npt.ArrayLike, scores_a: npt.ArrayLike
     rng = np.random.default_rng(seed)
     ones = np.ones((1, col_a.n))
     diff = float(col_a.values(ones, [metric])[metric][0] - col_b.values(ones, [metric])[metric][0])
-    idx = draw_indices(strata(task_type, y), n_boot, rng)
-    boot = _distribution(col_a, idx, [metric])[0][metric] - _distribution(col_b, idx, [metric])[0][metric]
+    resamples = draw_resamples(strata(task_type, y), n_boot, rng)
+    (boot_a, _), (boot_b, _) = _distributions([col_a, col_b], resamples.chunks(), [metric])
+    boot = boot_a[metric] - boot_b[metric]
     low, high, _, _ = percentile_ci(boot)
 
     stacked = col_a.ranked().stack(col_b.ranked()) if metric in ("auroc", "auprc") else col_a.stack(col_b)

@@ -9,15 +9,13 @@ report embeds them as data URIs.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # type-only: the report imports no analysis module to draw
     from matplotlib.figure import Figure
-
-    from ..analysis.input_attribution import ExplainedRecord
 
 DPI = 72
 MAX_PANELS = 6
@@ -37,58 +35,6 @@ def _png(fig: Figure) -> bytes:
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     _pyplot().close(fig)
     return buf.getvalue()
-
-
-def input_attribution(payload: Mapping[str, Any], records: Sequence[ExplainedRecord]) -> bytes | None:
-    """Lead importance per output class (left), then the explained records' leads with each (lead, segment)
-    shaded by its SHAP value (red raises the score)."""
-    importance = payload.get("lead_importance") or {}
-    by_key = {rec.key: rec for rec in records}
-    shown = [r for r in payload.get("records", []) if r["key"] in by_key][:4]
-    if not importance or not shown:
-        return None
-    plt = _pyplot()
-    n_leads = max(len(r["player_leads"]) for r in shown)
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 + 4.0 * len(shown), max(3.4, 0.42 * n_leads + 1.8)),
-                             squeeze=False, gridspec_kw={"width_ratios": [0.9] + [1.0] * len(shown)})
-    _lead_bars(axes[0][0], importance)
-    outputs = payload["outputs"]
-    for ax, info in zip(axes[0][1:], shown, strict=True):
-        rec = by_key[info["key"]]
-        values = np.asarray(info["values"])  # (players, segments, outputs)
-        k = outputs.index(info["label"]) if info["label"] in outputs else 0
-        scale = float(np.abs(values[:, :, k]).max()) or 1.0
-        t = np.arange(rec.data.shape[1]) / rec.fs
-        traces = [rec.data[rec.leads.index(lead)] for lead in info["player_leads"]]
-        spread = max(float(np.ptp(tr)) for tr in traces) or 1.0  # one mV scale per record: amplitudes compare
-        rows = len(traces)
-        # one cell per (lead, segment), coloured by its SHAP value; segments are equal in length
-        ax.imshow(values[:, :, k], cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6, aspect="auto",
-                  interpolation="nearest", extent=(info["bounds_s"][0], info["bounds_s"][-1], -1.2 * rows + 0.6, 0.6))
-        for row, trace in enumerate(traces):
-            ax.plot(t, (trace - np.median(trace)) / spread * 1.2 - 1.2 * row, color="black", linewidth=0.5)
-        ax.set_yticks([-i * 1.2 for i in range(rows)], info["player_leads"], fontsize=7)
-        ax.set_xlabel(f"s (full scale {spread:.1f} mV)", fontsize=8)
-        ax.set_title(f"{info['key']} ({info['label']})\nscore {info['output'][k]:.2f}, base {info['base'][k]:.2f}"
-                     f" · SHAP of {outputs[k]}", fontsize=8)
-    fig.suptitle(f"{payload['model']} · {payload['task']}: input attribution ({len(payload['records'])} records, "
-                 f"{payload['resolution']['n_segments']} segments)", fontsize=9)
-    return _png(fig)
-
-
-def _lead_bars(ax: Any, importance: Mapping[str, Any]) -> None:
-    """Horizontal bars: each lead's share of mean |SHAP|, one colour per output class."""
-    outputs = list(importance)[:MAX_PANELS]
-    leads = list(importance[outputs[0]]["share"])
-    height = 0.8 / len(outputs)
-    for j, name in enumerate(outputs):
-        share = [importance[name]["share"][lead] for lead in leads]
-        ax.barh(np.arange(len(leads)) + j * height - 0.4 + height / 2, share, height, label=name)
-    ax.set_yticks(range(len(leads)), leads, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of mean |SHAP|", fontsize=8)
-    ax.legend(fontsize=6)
-    ax.set_title("lead importance", fontsize=8)
 
 
 def projection(payload: Mapping[str, Any]) -> bytes | None:
@@ -197,7 +143,14 @@ def cka_heatmap(payload: Mapping[str, Any]) -> bytes | None:
 
 #: kind → ``"module:attr"`` drawing ``(payload, extra) -> {figure name: PNG bytes or None}`` for analyses whose
 #: figures live in their own module under ``report/plots/`` (imported on first use)
-PLOTS: dict[str, str] = {}
+PLOTS: dict[str, str] = {
+    "robustness": "ecgfm_suite.report.plots.robustness:draw",
+    "efficiency_front": "ecgfm_suite.report.plots.efficiency:draw",
+    "input_attribution": "ecgfm_suite.report.plots.input_attribution:draw",
+    "subgroups": "ecgfm_suite.report.plots.subgroups:draw",
+    "calibration": "ecgfm_suite.report.plots.calibration:draw",
+    "ranks": "ecgfm_suite.report.plots.ranks:draw",
+}
 
 
 def figures_for(kind: str, payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes]:
@@ -207,8 +160,6 @@ def figures_for(kind: str, payload: Mapping[str, Any], extra: Any = None) -> dic
         from ..registry import resolve
 
         drawn = resolve(PLOTS[kind])(payload, extra)
-    elif kind == "input_attribution":
-        drawn = {"traces": input_attribution(payload, extra or [])}
     elif kind == "projection":
         drawn = {"map": projection(payload)}
     elif kind == "transfer":

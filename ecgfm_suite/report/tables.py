@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,15 +101,6 @@ def class_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def pivot(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """Models × (task, scarcity) view of the cell rows: (columns, one row per model with a cell per column)."""
-    columns = sorted({(r["task"], r["scarcity"]) for r in rows}, key=lambda c: (c[0], level_order(c[1])))
-    by_model: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
-    for r in rows:
-        by_model.setdefault(r["model"], {})[(r["task"], r["scarcity"])] = r
-    return columns, [{"model": m, "cells": [cells.get(c) for c in columns]} for m, cells in sorted(by_model.items())]
-
-
 def headline_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The cell rows at each task's headline level (the most training data): the aggregated leaderboard."""
     from ..analysis.inputs import headline_level
@@ -169,23 +160,6 @@ def skipped_cells(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if not c["result"]]
 
 
-def task_rows(cells: Sequence[Mapping[str, Any]], headline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per task: models, levels, outcome counts, and the best model at the headline level."""
-    best = {r["task"]: r for r in headline if r["best"]}
-    tasks: dict[str, list[Mapping[str, Any]]] = {}
-    for c in cells:
-        tasks.setdefault(c["task"] or "?", []).append(c)
-    rows = []
-    for task, members in sorted(tasks.items()):
-        top = best.get(task)
-        rows.append({"task": task, "models": len({c["model"] for c in members}),
-                     "levels": len({c["scarcity"] for c in members}), "cells": len(members),
-                     "outcomes": ", ".join(f"{n} {o}" for o, n in outcome_counts(members).items()),
-                     "headline": top["scarcity"] if top else None, "best_model": top["model"] if top else None,
-                     "best_value": top["value"] if top else None, "metric": top["metric"] if top else None})
-    return rows
-
-
 #: per-cell exclusion counts (``CellResult.exclusions``), in column order; results before schema 2 lack the last two
 EXCLUSION_COUNTS = ("records_without_embedding", "dataset_exclusions", "index_exclusions", "prepare_exclusions")
 
@@ -211,9 +185,28 @@ def excluded_record_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
     return [{**row, "models": ", ".join(sorted(row["models"]))} for _, row in sorted(rows.items())]
 
 
-def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def dimension_names(models: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Model → the names of its embedding dimensions, for the models whose dimensions are named features (the
+    handcrafted control); the others' dimensions are plain indices."""
+    from ..models import catalog  # noqa: F401  (registers the built-in models)
+    from ..models.controls import feature_names
+    from ..models.spec import MODELS
+
+    return {m: feature_names(MODELS.get(m).input_spec.leads) for m in models
+            if m in MODELS and MODELS.get(m).family == "handcrafted"}
+
+
+def _dim(names: Sequence[str] | None, d: int) -> str:
+    return names[d] if names is not None and 0 <= d < len(names) else str(d)
+
+
+def dimension_rows(entries: Mapping[str, Mapping[str, Any]],
+                   names: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
+    """One row per cell and output class: concentration, stability and the top dimensions, by name where the
+    model's dimensions are named features (``dimension_names``)."""
     rows = []
     for payload in entries.values():
+        dims = (names or {}).get(payload["model"])
         stability = payload.get("level_stability", {})
         for cell_id, cell in sorted(payload["cells"].items(), key=lambda kv: level_order(kv[1]["level"])):
             if not cell.get("outputs"):
@@ -229,7 +222,8 @@ def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
                     "seed_stability": out["seed_stability"], "val_test_overlap": out["val_test_overlap"],
                     "level_stability": stability.get(name, {}).get("mean"),
                     "top_dims": " ".join(str(d) for d in out["top_dims"]),
-                    "top_dims_shares": ", ".join(f"{d} ({share:.1%})" for d, share in
+                    "top_dim_names": None if dims is None else " ".join(_dim(dims, d) for d in out["top_dims"]),
+                    "top_dims_shares": ", ".join(f"{_dim(dims, d)} ({share:.1%})" for d, share in
                                                  zip(out["top_dims"][:TOP_SHOWN],
                                                      out["top_dims_test_share"][:TOP_SHOWN], strict=True)),
                     "note": None,
@@ -237,9 +231,18 @@ def dimension_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
     return rows
 
 
+def reads_one_lead(payload: Mapping[str, Any]) -> bool:
+    """A model that reads a single lead: its lead importance is trivially that lead's (the report shows the
+    time profile over the trace instead)."""
+    return len(payload.get("model_leads") or ()) == 1
+
+
 def lead_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Lead importance per (model, task, class) of the models that read more than one lead."""
     rows = []
     for payload in entries.values():
+        if reads_one_lead(payload):
+            continue
         for name, imp in payload.get("lead_importance", {}).items():
             ranked = sorted(imp["share"].items(), key=lambda kv: -kv[1])
             rows.append({
@@ -313,3 +316,110 @@ def cka_rows(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({"task": payload["task"], "model_a": a, "model_b": names[j], "cka": float(matrix[i, j]),
                              "n_records": payload["n_records"]})
     return rows
+
+
+def dimension_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, task, level): the median over output classes of the concentration and stability columns of
+    ``dimension_rows`` (the per-class table stays one click away)."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("output") is not None:
+            groups.setdefault((r["model"], r["task"], r["scarcity"]), []).append(r)
+    out = []
+    for (model, task, level), members in sorted(groups.items(), key=lambda kv: (kv[0][1], level_order(kv[0][2]),
+                                                                               kv[0][0])):
+        def median(key: str, members: Sequence[Mapping[str, Any]] = members) -> float | None:
+            values = [m[key] for m in members if m.get(key) is not None]
+            return float(np.median(values)) if values else None
+
+        top = Counter(d for m in members for d in (m.get("top_dim_names") or m["top_dims"]).split()[:3])
+        out.append({"model": model, "task": task, "scarcity": level, "classes": len(members),
+                    "n_dims": members[0]["n_dims"], "dims_50": median("dims_50"), "dims_90": median("dims_90"),
+                    "gini": median("gini"), "seed_stability": median("seed_stability"),
+                    "level_stability": median("level_stability"), "val_test_overlap": median("val_test_overlap"),
+                    "recurring_top_dims": ", ".join(d for d, _ in top.most_common(5))})
+    return out
+
+
+def column_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The compact leaderboard: one row per (task, level), one cell (a row of ``cell_rows``) per model."""
+    models = sorted({r["model"] for r in rows})
+    columns: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for r in rows:
+        columns.setdefault((r["task"], r["scarcity"]), {})[r["model"]] = r
+    out = []
+    for (task, level), cells in sorted(columns.items(), key=lambda kv: (kv[0][0], level_order(kv[0][1]))):
+        out.append({"task": task, "scarcity": level, "metric": next(iter(cells.values()))["metric"],
+                    "cells": [cells.get(m) for m in models]})
+    return models, out
+
+
+def _mark(cell: Mapping[str, Any]) -> str:
+    return "★" if cell["best"] else ("≈" if cell["not_worse"] else "")
+
+
+def _cell_text(cell: Mapping[str, Any] | None, style: str, with_ci: bool) -> str:
+    if cell is None or cell["value"] is None or cell["value"] != cell["value"]:
+        return "–" if style != "latex" else "--"
+    value = f"{cell['value']:.3f}"
+    ci = f"[{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]" if with_ci and cell["ci_low"] is not None else ""
+    if style == "text":
+        return " ".join(p for p in (value, ci.replace(", ", ","), _mark(cell) + ("✗" if cell["failing"] else ""))
+                        if p)
+    if style == "markdown":
+        text = f"**{value}**" if cell["best"] else value
+        return " ".join(p for p in (text, ci, "≈" if not cell["best"] and cell["not_worse"] else "") if p)
+    text = rf"\textbf{{{value}}}" if cell["best"] else value
+    tie = r"$^{\approx}$" if not cell["best"] and cell["not_worse"] else ""
+    return f"{text}{tie} {ci}".strip()
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                                                      "\\": r"\textbackslash{}"}
+
+
+def _latex(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _markdown(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+
+
+def format_leaderboard(rows: Sequence[Mapping[str, Any]], style: str = "text", width: int | None = None) -> str:
+    """The compact leaderboard (``column_rows``) as plain text (for a terminal: CIs dropped when the table is
+    wider than ``width``), a Markdown table or a LaTeX tabular: value [95 % CI], best ★ / in bold,
+    not significantly worse than the best ≈."""
+    models, columns = column_rows(rows)
+    if not columns:
+        return "(no cells ran)"
+    head = ["task", "level", "metric", *models]
+
+    def table(with_ci: bool) -> list[list[str]]:
+        return [[c["task"], c["scarcity"], c["metric"], *(_cell_text(cell, style, with_ci) for cell in c["cells"])]
+                for c in columns]
+
+    if style == "markdown":
+        body = [[_markdown(x) for x in row[:3]] + row[3:] for row in table(True)]
+        lines = ["| " + " | ".join(_markdown(h) for h in head) + " |", "|" + "---|" * 3 + "--:|" * len(models)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines + ["", "Main metric [95 % CI]; **best** per row; ≈ not significantly worse than the "
+                                      "best."])
+    if style == "latex":
+        body = [[_latex(x) for x in row[:3]] + row[3:] for row in table(True)]
+        lines = [r"\begin{tabular}{lll" + "r" * len(models) + "}", r"\hline",
+                 " & ".join(_latex(h) for h in head) + r" \\", r"\hline"]
+        lines += [" & ".join(row) + r" \\" for row in body]
+        lines += [r"\hline", r"\end{tabular}",
+                  r"% main metric [95 % CI]; best in bold; $^{\approx}$ not significantly worse than the best"]
+        return "\n".join(lines)
+    if style != "text":
+        raise SpecError(f"unknown leaderboard format {style!r} (text, markdown or latex)")
+    for with_ci in (True, False):
+        body = table(with_ci)
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        if width is None or sum(widths) + 2 * len(widths) <= width or not with_ci:
+            break
+    lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -104,7 +104,8 @@ def test_top_dims_come_from_validation_not_test():
     test_values[:, :5, 0] = rng.normal(size=(30, 5))  # test attribution on dims 0-4
     val_values = np.zeros((20, 40, 1))
     val_values[:, 5:10, 0] = rng.normal(size=(20, 5))  # validation attribution on dims 5-9
-    out = da.summarise_level([test_values, test_values], [val_values, val_values], ["pos"], k=5)
+    test_mass, val_mass = da.attribution_mass(test_values), da.attribution_mass(val_values)
+    out = da.summarise_level([test_mass, test_mass], [val_mass, val_mass], ["pos"], k=5)
     summary = out["outputs"]["pos"]
     assert sorted(summary["top_dims"]) == [5, 6, 7, 8, 9]
     assert summary["val_test_overlap"] == 0.0 and summary["top_k_test_share"] == 0.0

@@ -1,12 +1,18 @@
-"""SHAP over lead × segment groups: masking, the resolution plan, exact values for an additive model."""
+"""SHAP over lead × segment groups: masking, the fixed resolution, exact values for an additive model, each masked
+record scored once and in batches, the same values whatever the clock, the time profile and the table rows."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
 
 import numpy as np
 import pytest
 
 from ecgfm_suite.analysis import input_attribution as ia
-from ecgfm_suite.errors import DataError
+from ecgfm_suite.analysis.inputs import AnalysisOptions
+from ecgfm_suite.errors import DataError, SpecError
 
 LEADS = ("I", "II", "V1", "V2")
 
@@ -17,16 +23,15 @@ def test_segment_bounds_cover_the_record():
         ia.segment_bounds(5, 6)
 
 
-def test_plan_resolution_takes_the_finest_grid_that_fits():
-    fine = ia.plan_resolution(12, 4, 0.001, 10.0)
-    assert fine.n_segments == 10 and fine.permutations == ia.MAX_PERMUTATIONS
-    # 4 records × (2·12·S + 1) evals × 0.02 s: S=5 costs 9.7 s, S=10 19.3 s → 5 segments, one permutation
-    mid = ia.plan_resolution(12, 4, 0.02, 10.0)
-    assert (mid.n_segments, mid.permutations, mid.evals_per_record) == (5, 1, 121)
-    floor = ia.plan_resolution(12, 4, 5.0, 1.0)
-    assert (floor.n_segments, floor.permutations) == (1, 1)
-    with pytest.raises(DataError):
-        ia.plan_resolution(0, 4, 0.1, 1.0)
+def test_the_resolution_is_the_options_and_a_single_lead_model_gets_the_time_grid():
+    options = AnalysisOptions(input_segments_per_lead=3, input_time_segments=12, input_permutations=2)
+    assert ia.resolution_for(12, options) == ia.Resolution(n_segments=3, permutations=2)
+    assert ia.resolution_for(1, options) == ia.Resolution(n_segments=12, permutations=2)
+    assert ia.Resolution(n_segments=3, permutations=2).max_evals(24) == 2 * 49
+    with pytest.raises(SpecError, match="input_permutations"):
+        ia.resolution_for(12, dataclasses.replace(options, input_permutations=0))
+    with pytest.raises(SpecError, match="input_max_records"):
+        ia.resolution_for(1, dataclasses.replace(options, input_max_records=0))
 
 
 def test_masked_batch_sets_masked_cells_to_the_lead_median():
@@ -52,14 +57,14 @@ def test_additive_model_gets_its_exact_shapley_values(analysis_cache_dir):
     weights[1] = 0.0  # lead II is read but does not matter
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        means = np.stack([batch[:, :, a:b].mean(axis=2) for a, b in zip(bounds[:-1], bounds[1:])], axis=2)
+        means = np.stack([batch[:, :, a:b].mean(axis=2) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], axis=2)
         return np.c_[(means * weights).sum(axis=(1, 2)), -(means * weights).sum(axis=(1, 2))]
 
     players = [0, 1, 3]  # the model reads I, II and V2, not V1
-    resolution = ia.Resolution(n_segments=3, permutations=2, evals_per_record=2 * (2 * 9 + 1))
+    resolution = ia.Resolution(n_segments=3, permutations=2)
     att = ia.explain_record(predict, record, players, resolution, seed=0, cache_dir=analysis_cache_dir)
     medians = np.median(record, axis=1)
-    seg_means = np.stack([record[:, a:b].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
+    seg_means = np.stack([record[:, a:b].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], axis=1)
     expected = weights * (seg_means - medians[:, None])
     np.testing.assert_allclose(att.values[:, :, 0], expected[players], atol=1e-5)
     np.testing.assert_allclose(att.values[:, :, 1], -expected[players], atol=1e-5)
@@ -74,6 +79,115 @@ def test_additive_model_gets_its_exact_shapley_values(analysis_cache_dir):
 def test_lead_importance_needs_attributions():
     with pytest.raises(DataError):
         ia.lead_importance([], LEADS, ["x"])
+    with pytest.raises(DataError):
+        ia.time_profile([], ["x"])
+
+
+class CountingPredict:
+    """An additive model over segment means that records every masked record it scores (by content) and its
+    batch sizes."""
+
+    def __init__(self, weights: np.ndarray, bounds: np.ndarray) -> None:
+        self.weights, self.bounds = weights, bounds
+        self.seen: list[str] = []
+        self.batches: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(len(batch))
+        self.seen.extend(hashlib.sha256(x.tobytes()).hexdigest() for x in batch)
+        spans = zip(self.bounds[:-1], self.bounds[1:], strict=True)
+        means = np.stack([batch[:, :, a:b].mean(axis=2) for a, b in spans], axis=2)
+        return (means * self.weights).sum(axis=(1, 2))[:, None]
+
+
+@pytest.mark.slow  # shap's masked-model kernel compiles (~4 s) in the first process that uses the cache dir
+def test_each_masked_record_is_scored_once_and_records_of_a_layout_share_batches(analysis_cache_dir):
+    """Two records behind one predict: no masked record reaches the model twice, every call but the last is a
+    full batch (the records' coalitions are pooled), and shap's second pass asks the memo only."""
+    rng = np.random.default_rng(2)
+    records = rng.normal(size=(2, 4, 80)).astype(np.float32)
+    resolution = ia.Resolution(n_segments=4, permutations=3)
+    bounds = ia.segment_bounds(80, 4)
+    predict = CountingPredict(rng.normal(size=(4, 4)), bounds)
+    games = [ia.make_game(predict, rec, [0, 1, 2, 3], resolution.n_segments) for rec in records]
+    atts = ia.explain_records(games, resolution, seed=3, cache_dir=analysis_cache_dir)
+    assert len(predict.seen) == len(set(predict.seen)) == sum(a.evaluations for a in atts)
+    planned = ia.planned_coalitions(16, resolution, seed=3, cache_dir=analysis_cache_dir)
+    assert all(a.evaluations == len(planned) for a in atts)
+    # shap asks 2·16 + 1 coalitions per permutation, the empty and the full one in every pass: the memo answers those
+    assert all(a.requested == resolution.max_evals(16) + 1 > a.evaluations for a in atts)  # + 1: f(record)
+    total = 2 * len(planned)
+    assert predict.batches == [ia.EVAL_BATCH] * (total // ia.EVAL_BATCH) + [total % ia.EVAL_BATCH] * bool(
+        total % ia.EVAL_BATCH)
+    assert max(a.additivity_error for a in atts) < 1e-5
+
+
+@pytest.mark.slow  # shap's masked-model kernel: see above
+def test_the_same_record_and_seed_give_the_same_values_whatever_the_clock(analysis_cache_dir, monkeypatch):
+    """Nothing reads the clock: with ``time.perf_counter`` and ``time.time`` jumping by minutes per call (a machine
+    under load), the values are identical to the bit; another seed gives other permutations."""
+    rng = np.random.default_rng(4)
+    record = rng.normal(size=(3, 90)).astype(np.float32)
+    bounds = ia.segment_bounds(90, 3)
+    weights = rng.normal(size=(3, 3))
+    interaction = lambda batch: CountingPredict(weights, bounds)(batch) ** 2  # noqa: E731 - not additive
+    resolution = ia.Resolution(n_segments=3, permutations=2)
+
+    def explain(seed: int) -> ia.RecordAttribution:
+        return ia.explain_record(interaction, record, [0, 1, 2], resolution, seed=seed, cache_dir=analysis_cache_dir)
+
+    quiet = explain(0)
+    clock = iter(range(0, 10**9, 600))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(time, "time", lambda: float(next(clock)))
+    busy = explain(0)
+    assert np.array_equal(quiet.values, busy.values) and np.array_equal(quiet.base, busy.base)
+    assert (quiet.evaluations, quiet.requested) == (busy.evaluations, busy.requested)
+    assert not np.array_equal(explain(1).values, quiet.values)
+
+
+def test_window_memo_encodes_each_distinct_window_once():
+    """Windows seen before (in this batch or an earlier one) come from the memo, in the batch's order."""
+    from types import SimpleNamespace
+
+    encoded: list[int] = []
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        encoded.append(len(batch))
+        return batch.sum(axis=(1, 2))[:, None] * np.array([1.0, -1.0])
+
+    model = SimpleNamespace(spec=None, input_spec=None, embed_dim=2, checkpoint_sha256=None, prepare=None,
+                            encode=encode)
+    memo = ia.WindowMemo(model)
+    windows = np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3)
+    first = memo.encode(windows[[2, 0, 2, 1]])
+    np.testing.assert_array_equal(first, encode(windows[[2, 0, 2, 1]]))
+    np.testing.assert_array_equal(memo.encode(windows[[3, 1, 0]]), encode(windows[[3, 1, 0]]))
+    assert encoded == [3, 4, 1, 3]  # memo: 3 distinct, then only window 3 (the others are direct checks)
+
+
+def _att(values: np.ndarray, n_samples: int = 100) -> ia.RecordAttribution:
+    values = np.asarray(values, dtype=float)
+    return ia.RecordAttribution(values=values, base=np.zeros(values.shape[2]), output=values.sum(axis=(0, 1)),
+                                lead_index=tuple(range(values.shape[0])),
+                                bounds=ia.segment_bounds(n_samples, values.shape[1]), evaluations=1, requested=1)
+
+
+def test_time_profile_shares_the_absolute_attribution_over_segments():
+    """Segment s of every record pooled (leads summed): |(1, -3)| and |(0, 1)| per record over 2 segments."""
+    atts = [_att(np.array([[[1.0], [-3.0]]])), _att(np.array([[[0.0], [1.0]]]), n_samples=50)]
+    profile = ia.time_profile(atts, ["af"])["af"]
+    np.testing.assert_allclose(profile["share"], [0.5 / 2.5, 2.0 / 2.5])
+    np.testing.assert_allclose(profile["signed"], [0.5, -1.0])
+    assert profile["top_segment"] == 1
+    with pytest.raises(DataError, match="different segment counts"):
+        ia.time_profile([atts[0], _att(np.ones((1, 3, 1)))], ["af"])
+
+
+def test_segment_labels_are_seconds_when_the_records_agree_else_fractions():
+    assert ia.segment_labels([[0.0, 5.0, 10.0], [0.0, 5.0, 10.0]]) == ["0.0–5.0 s", "5.0–10.0 s"]
+    assert ia.segment_labels([[0.0, 5.0, 10.0], [0.0, 15.0, 30.0]]) == ["0%–50% of the record",
+                                                                       "50%–100% of the record"]
 
 
 EXPLAIN_ONCE = """

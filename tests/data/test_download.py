@@ -21,7 +21,10 @@ import pytest
 
 from ecgfm_suite.data import download as dl
 from ecgfm_suite.data.datasets import challenge
+from ecgfm_suite.data.discovery import discover, load_index
+from ecgfm_suite.data.tasks.mimic_iv_ecg import statements
 from ecgfm_suite.errors import DataError, SpecError
+from fixtures.layouts import MimicStudy, write_mimic_iv_ecg
 
 LUDB_FILES = ("ludb.csv", "LICENSE.txt", "data/1.hea", "data/1.dat", "data/2.hea", "data/2.dat")
 
@@ -290,3 +293,21 @@ def test_challenge_release_with_pinned_mapping_tables_scans(data_dir: Path, serv
     assert list(rows["record_id"]) == ["cpsc_2018/A0689", "georgia/E00009"]
     assert rows["dx"].iloc[0] == ("164889003",) and rows["dx_abbrev"].iloc[0] == ("AF",)  # via the fetched tables
     assert rows["dx_abbrev"].iloc[1] == ("NSSTTA", "LAD", "STach")
+
+
+def test_mimic_iv_ecg_release_download_is_found_and_labelled(server: FileServer, tmp_path: Path) -> None:
+    """Open access: ``download mimic_iv_ecg`` fetches the two tables and the record tree (not the rest of the
+    release), and the folder it makes is found and labelled with no configuration."""
+    release = server.root / "mimic-iv-ecg" / "1.0"
+    write_mimic_iv_ecg(release, [MimicStudy(subject_id=10000032, study_id=40689238, reports=("Sinus rhythm",)),
+                                 MimicStudy(subject_id=10000635, study_id=43522917, reports=("Atrial fibrillation",))])
+    (release / "machine_measurements_data_dictionary.csv").write_text("Column,Description\n")
+    files = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    (release / "SHA256SUMS.txt").write_text("".join(f"{hashlib.sha256((release / f).read_bytes()).hexdigest()} {f}\n"
+                                                    for f in files))
+    out = tmp_path / "data"
+    dl.download(["mimic_iv_ecg"], out, base_url=server.url, progress=False)
+    assert not (out / "mimic_iv_ecg" / "machine_measurements_data_dictionary.csv").exists()
+    assert discover(out) == {"mimic_iv_ecg": [out / "mimic_iv_ecg"]}
+    index = load_index("mimic_iv_ecg", out)
+    assert list(statements(index)) == [("sinus_rhythm",), ("atrial_fibrillation",)]

@@ -376,6 +376,49 @@ def test_reader_pool_gives_what_the_serial_path_gives(records, tmp_path, monkeyp
         np.testing.assert_array_equal(pooled.record(i), expected_windows(row))
 
 
+def pid_prepare(x, fs, leads, *, log: str):
+    """``prepare_fn`` logging ``pid`` (which process prepared the record); r005's windows come back NaN."""
+    with open(log, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    out = prepare_fn(x, fs, leads)
+    return out * np.nan if x.shape[1] == 5 * 250 else out
+
+
+def test_pool_workers_prepare_too_and_give_what_one_process_gives(records, tmp_path, monkeypatch):
+    """Where the OS forks, the workers prepare as well as read (this process only writes), bit for bit the same."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("without fork the workers only read (prepare_fn is not pickled)")
+    monkeypatch.setattr(prepared, "available_cores", lambda: 2)
+    _corrupt(records)
+    log = tmp_path / "prepares.log"
+    fn = functools.partial(pid_prepare, log=str(log))
+    serial = prepare_records(records, fn, spec_key=SPEC_KEY, cache_dir=None, workers=1)
+    assert set(log.read_text().split()) == {str(os.getpid())}
+    log.unlink()
+    pooled = prepare_records(records, fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", workers=2, chunk_size=2)
+    assert str(os.getpid()) not in set(log.read_text().split())
+    np.testing.assert_array_equal(pooled.windows, serial.windows)
+    np.testing.assert_array_equal(pooled.offsets, serial.offsets)
+    assert pooled.keys == serial.keys and pooled.excluded == serial.excluded
+    assert [e.record for e in serial.excluded if "NaN/inf" in e.reason] == ["synth/r001"]  # 5 s; r008 unreadable
+
+
+def test_spawned_workers_only_read_and_prepare_fn_is_never_pickled(records, tmp_path, monkeypatch):
+    """Without fork (spawn, as on Windows and macOS) ``prepare_fn`` stays here: a closure that cannot pickle works."""
+    monkeypatch.setattr(prepared, "available_cores", lambda: 2)
+    monkeypatch.setattr(prepared, "_pool_context", lambda: multiprocessing.get_context("spawn"))
+    here = os.getpid()
+
+    def local_prepare(x, fs, leads):  # a closure: pickling it would fail
+        assert os.getpid() == here
+        return prepare_fn(x, fs, leads)
+
+    serial = prepare_records(records, local_prepare, spec_key=SPEC_KEY, cache_dir=None, workers=1)
+    spawned = prepare_records(records, local_prepare, spec_key=SPEC_KEY, cache_dir=None, workers=2, chunk_size=4)
+    np.testing.assert_array_equal(spawned.windows, serial.windows)
+    assert spawned.keys == serial.keys and spawned.excluded == serial.excluded
+
+
 def test_pool_errors_keep_their_type_and_file(records, monkeypatch):
     """strict: the worker's RecordError arrives with its file; a bug (not a record error) is never excluded."""
     monkeypatch.setattr(prepared, "available_cores", lambda: 2)

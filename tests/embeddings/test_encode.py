@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,3 +208,46 @@ def test_large_buffers_are_reused_while_encoding_and_the_allocator_restored_afte
     assert calls == reuse + restore
     monkeypatch.setattr(encode, "_glibc", lambda: None)  # not glibc: nothing to tune, the same vectors
     np.testing.assert_array_equal(encode_prepared(_encoder(), windows, offsets), out)
+
+
+def _mapped_rss_kb(path: Any) -> int:
+    """Resident kB of this process's mappings of ``path`` (Linux ``/proc/self/smaps``)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+                inside = fields[-1] == str(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/self/smaps")
+def test_encoding_a_mapped_prepared_set_does_not_keep_its_pages_resident(tmp_path) -> None:
+    """RSS would climb towards the size of windows.npy as the batches are read; each batch's pages are dropped
+    after it is encoded (the page cache keeps them), and the embeddings are those of the in-memory array."""
+    from ecgfm_suite.embeddings import encode
+
+    if encode._glibc() is None:
+        pytest.skip("pages are released through glibc's madvise")
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 4, 2500)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    windows = rng.standard_normal((int(offsets[-1]), 12, 200)).astype(np.float32)  # ~48 MB
+    path = (tmp_path / "windows.npy").resolve()
+    np.save(path, windows)
+    encoder = _encoder()
+    mapped = np.load(path, mmap_mode="r")
+    out = encode_prepared(encoder, mapped, offsets)
+    released_kb = _mapped_rss_kb(path)
+    np.testing.assert_array_equal(out, encode_prepared(encoder, windows, offsets))
+    assert released_kb < windows.nbytes / 1024 / 20, released_kb
+    float(np.asarray(mapped).sum())  # a plain read of the map: every page stays resident
+    assert _mapped_rss_kb(path) > windows.nbytes / 1024 * 0.9
+    encode.release_mapped_pages(mapped)
+    assert _mapped_rss_kb(path) <= 2 * mmap.PAGESIZE // 1024  # the pages the slice shares: .npy header, file end
+    writable = np.load(path, mmap_mode="r+")
+    float(np.asarray(writable).sum())
+    encode.release_mapped_pages(writable)  # a writable map may hold the only copy of its data: left alone
+    assert _mapped_rss_kb(path) > windows.nbytes / 1024 * 0.9

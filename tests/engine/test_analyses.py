@@ -103,11 +103,14 @@ def test_label_efficiency_and_comparison_skip_with_reasons(tmp_path):
 
 
 def test_registry_lists_every_analysis_with_a_scope_and_its_invariants():
-    assert [n for n, _ in ANALYSES.registered()] == [
-        "dimension_attribution", "input_attribution", "projection", "representation", "transfer", "cka",
-        "label_efficiency", "comparison"]
-    assert pair_analyses("ludb_lvh") == ["dimension_attribution", "input_attribution", "projection", "representation"]
-    assert pair_analyses("sex")[-1] == "transfer"
+    assert [(n, spec.scope) for n, spec in ANALYSES.registered()] == [
+        ("dimension_attribution", "pair"), ("input_attribution", "pair"), ("projection", "pair"),
+        ("representation", "pair"), ("transfer", "pair"), ("subgroups", "pair"), ("calibration", "pair"),
+        ("robustness", "pair"), ("efficiency", "pair"), ("cka", "task"), ("label_efficiency", "task"),
+        ("efficiency_front", "task"), ("comparison", "column"), ("ranks", "run"), ("controls", "run")]
+    assert pair_analyses("ludb_lvh") == ["dimension_attribution", "input_attribution", "projection", "representation",
+                                         "subgroups", "calibration", "robustness", "efficiency"]
+    assert "transfer" in pair_analyses("sex") and "transfer" not in pair_analyses("ludb_lvh")
     assert ANALYSES.get("representation").check({"rankme": 0.5, "n_records": 10, "embed_dim": 4})
     assert ANALYSES.get("representation").check({"rankme": 2.0, "n_records": 10, "embed_dim": 4}) == []
 
@@ -140,7 +143,7 @@ def test_real_ludb_refit_matches_the_cell_and_every_analysis_runs(data_dir, tmp_
     runner = Runner(settings)
     run = RunDir.create(tmp_path, "run")
     session = AnalysisStage(runner, run, runner.plan(), draw=figures_for,
-                            options=inputs.AnalysisOptions(input_max_records=2, input_budget_s=2.0))
+                            options=inputs.AnalysisOptions(input_max_records=2))
     encoder = session.encoder("random_cnn")
     out = run_cell(runner, CellSpec(model="random_cnn", task="ludb_lvh", scarcity="frac10"), encoder)
     data = session.data("random_cnn", "ludb_lvh")
@@ -213,11 +216,7 @@ def test_worker_processes_give_the_analyses_of_the_session_process(data_dir, tmp
         for task in ("ludb_lvh", "ludb_sex"):
             for name in pair_analyses(task):
                 payload = plain(session.run_pair_analysis(name, "random_cnn", task))
-                payload.pop("seconds")
-                if name == "input_attribution":  # its resolution follows the measured time per evaluation
-                    assert all(r["additivity_error"] < 1e-5 for r in payload["records"])
-                    payload = [r["key"] for r in payload["records"]]
-                got[f"{name}/{task}"] = payload
+                got[f"{name}/{task}"] = ANALYSES.get(name).reproducible(payload)
         assert {p.name for p in (run.path / "analysis" / "projection").glob("*.png")} == {
             "random_cnn-ludb_lvh.map.png", "random_cnn-ludb_sex.map.png"}
         payloads.append(got)

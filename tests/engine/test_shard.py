@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ecgfm_suite.analysis.registry import pair_analyses
 from ecgfm_suite.engine.settings import resolve
 from ecgfm_suite.engine.shard import assign_shards, cell_cost, parse_shard, recorded_encode_rates, shard_digest
 from ecgfm_suite.errors import SpecError
@@ -161,21 +162,25 @@ def test_shards_and_k_collect_only_the_analyses_of_their_own_cells(pytester, syn
             f"--ecgfm-cache-dir={tmp_path / 'cache'}", f"--ecgfm-weights-dir={tmp_path / 'w'}",
             "--ecgfm-models=random_cnn,handcrafted", "--ecgfm-tasks=ludb_sex,ludb_lvh",
             "--ecgfm-scarcity=frac10,frac100"]
+    per_pair = len(pair_analyses("ludb_sex"))
+    assert per_pair == len(pair_analyses("ludb_lvh")) >= 8
     whole = pytester.runpytest(*base)
-    assert len(_ids(whole, "test_cell")) == 8 and len(_ids(whole, "test_model_task_analysis")) == 16
-    assert _ids(whole, "test_task_analysis") == sorted(f"{t}-{x}" for t in ("ludb_sex", "ludb_lvh") for x in (
-        "cka", "label_efficiency", "frac10-comparison", "frac100-comparison"))
+    assert len(_ids(whole, "test_cell")) == 8 and len(_ids(whole, "test_model_task_analysis")) == 4 * per_pair
+    assert _ids(whole, "test_task_analysis") == sorted([*(f"{t}-{x}" for t in ("ludb_sex", "ludb_lvh") for x in (
+        "cka", "label_efficiency", "efficiency_front", "frac10-comparison", "frac100-comparison")),
+        "all-tasks-ranks", "all-tasks-controls"])
     analysed = []
     for k in (1, 2):
         shard = pytester.runpytest(*base, f"--ecgfm-shard={k}/2")
         pairs = {cell.rsplit("-", 1)[0] for cell in _ids(shard, "test_cell")}
         analyses = _ids(shard, "test_model_task_analysis")
         assert len(pairs) == 2 and {a.rsplit("-", 1)[0] for a in analyses} == pairs  # its own pairs, all of them
-        assert len(analyses) == 8 and _ids(shard, "test_task_analysis") == []  # across models: at merge
+        assert len(analyses) == 2 * per_pair and _ids(shard, "test_task_analysis") == []  # across models: at merge
         analysed += analyses
     assert sorted(analysed) == _ids(whole, "test_model_task_analysis")  # disjoint and covering
     picked = pytester.runpytest(*base, "-k", "test_model_task_analysis or random_cnn-ludb_lvh")
     assert _ids(picked, "test_cell") == ["random_cnn-ludb_lvh-frac10", "random_cnn-ludb_lvh-frac100"]
     assert {a.rsplit("-", 1)[0] for a in _ids(picked, "test_model_task_analysis")} == {"random_cnn-ludb_lvh"}
     only_analyses = pytester.runpytest(*base, "-m", "analysis")  # no cell selected: the plan's analyses
-    assert _ids(only_analyses, "test_cell") == [] and len(_ids(only_analyses, "test_model_task_analysis")) == 16
+    assert _ids(only_analyses, "test_cell") == []
+    assert len(_ids(only_analyses, "test_model_task_analysis")) == 4 * per_pair

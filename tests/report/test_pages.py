@@ -20,7 +20,7 @@ import pytest
 
 from ecgfm_suite.analysis.store import AnalysisStore
 from ecgfm_suite.report import html_link, write_report
-from ecgfm_suite.report.build import DIAGNOSTICS_JS
+from ecgfm_suite.report.build import PAGE_JS
 from ecgfm_suite.results import RunDir
 from ecgfm_suite.results.synthetic import synthetic_matrix, synthetic_result
 from tests.report.html import parse
@@ -137,7 +137,10 @@ def test_a_large_run_aggregates_the_main_page(large):
         best = max((r for r in at_headline.values() if r.task == at_headline[cell_id].task), key=lambda r: r.main.value)
         assert text.endswith("★") == (cell_id == best.cell_id)
     assert page.outcomes == {"passed": "60 passed"}
-    assert re.search(r"<table id=\"tasks\">.*?</table>", html, re.S).group(0).count("<tr>") == 1 + 4
+    task_list = re.search(r"<table id=\"task-list\".*?</table>", html, re.S).group(0)
+    assert task_list.count("<tr") == 1 + 4  # more than a handful of models: one page per task, linked
+    assert sorted({link for link in page.links if link.startswith("pages/task-")}) == sorted(
+        f"pages/task-{t}.html" for t in {r.task for r in results})
 
 
 def test_a_large_runs_cells_are_on_linked_pages_that_cover_every_cell_once(large):
@@ -145,7 +148,7 @@ def test_a_large_runs_cells_are_on_linked_pages_that_cover_every_cell_once(large
     links = [link for link in parse(path.read_text()).links if link.startswith("pages/leaderboard-")]
     assert len(links) == -(-60 // 7) == len(list((run.path / "pages").glob("leaderboard-*.html")))
     seen: list[str] = []
-    digest = base64.b64encode(hashlib.sha256(DIAGNOSTICS_JS.encode()).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(PAGE_JS.encode()).digest()).decode()
     for k, link in enumerate(links, start=1):
         html = (run.path / link).read_text()
         page = parse(html)
@@ -160,10 +163,14 @@ def test_a_large_runs_cells_are_on_linked_pages_that_cover_every_cell_once(large
 
 def test_pages_a_rebuild_no_longer_has_are_removed(large):
     run, _ = large
+    def section_pages() -> list[str]:
+        return sorted(p.name for p in (run.path / "pages").iterdir() if not p.name.startswith(("task-", "model-")))
+
     write_report(run.path, page_rows=30)
-    assert sorted(p.name for p in (run.path / "pages").iterdir()) == ["leaderboard-001.html", "leaderboard-002.html"]
+    assert section_pages() == ["leaderboard-001.html", "leaderboard-002.html"]
     write_report(run.path, page_rows=100)
-    assert list((run.path / "pages").glob("*.html")) == []
+    assert section_pages() == []
+    assert len(list((run.path / "pages").glob("task-*.html"))) == 4  # the task and model pages stay
 
 
 def test_html_link_is_relative_to_the_linking_page_and_escaped(tmp_path):

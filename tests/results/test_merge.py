@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecgfm_suite.analysis.registry import ANALYSES
 from ecgfm_suite.cli import main
 from ecgfm_suite.engine.shard import assign_shards, shard_digest
 from ecgfm_suite.errors import DataError, SpecError
@@ -115,17 +116,15 @@ def test_cli_merge_prints_leaderboard_and_writes_the_report(tmp_path, capsys):
 
 
 def _payloads(run: Path) -> dict[str, object]:
-    """Every stored analysis (timings dropped; input attribution as its explained records, since its resolution
-    follows measured time) and every cell's computed fields."""
+    """Every stored analysis (without what measures the machine: timings, memory, throughput) and every cell's
+    computed fields."""
     out: dict[str, object] = {}
     for path in sorted((run / "analysis").rglob("*.json")):
         if path.parent.name == "plan":
             continue
         payload = json.loads(path.read_text())
-        payload.pop("seconds", None)
-        if path.parent.name == "input_attribution":
-            payload = [r["key"] for r in payload["records"]]
-        out[str(path.relative_to(run))] = payload
+        kind = path.parent.name
+        out[str(path.relative_to(run))] = ANALYSES.get(kind).reproducible(payload) if kind in ANALYSES else payload
     for line in (run / "results.jsonl").read_text().splitlines():
         cell = json.loads(line)
         out[cell["cell_id"]] = {k: cell[k] for k in ("metrics", "probe_params", "n_train", "n_test", "classes")}

@@ -95,6 +95,21 @@ def _table_year(path: Path) -> int | None:
     return next((_CODE_COLUMNS[c] for c in columns if c in _CODE_COLUMNS), None)
 
 
+def _dx_table_places(root: Path) -> list[tuple[int, Path]]:
+    """(levels above ``root``, path) of every place a mapping table may sit, existing or not: beside
+    ``root``, inside ``evaluation-*`` folders, or up to :data:`_TABLE_SEARCH_LEVELS` levels above it."""
+    places = []
+    for level, folder in enumerate([root, *list(root.parents)[:_TABLE_SEARCH_LEVELS]]):
+        for place in [folder, *sorted(folder.glob("evaluation*"))]:
+            places += [(level, place / name) for name in _DX_TABLES]
+    return places
+
+
+def outside_files(root: Path) -> list[Path]:
+    """The mapping tables :func:`find_dx_tables` may read above ``root`` (the index cache watches them)."""
+    return [path for level, path in _dx_table_places(Path(root)) if level > 0]
+
+
 def find_dx_tables(root: Path) -> list[Path]:
     """Mapping tables beside, inside ``evaluation-*`` folders of, or up to 3 levels above ``root``.
 
@@ -102,18 +117,16 @@ def find_dx_tables(root: Path) -> list[Path]:
     """
     found: list[tuple[int, int, Path]] = []
     seen: set[Path] = set()
-    for level, folder in enumerate([root, *list(root.parents)[:_TABLE_SEARCH_LEVELS]]):
-        for place in [folder, *sorted(folder.glob("evaluation*"))]:
-            for name in _DX_TABLES:
-                path = (place / name).resolve()
-                if path in seen or not path.is_file():
-                    continue
-                seen.add(path)
-                year = _table_year(path)
-                if year is None:
-                    log.warning("%s: not a Challenge dx mapping table (no SNOMED code column), ignored", path)
-                    continue
-                found.append((-year, level, path))
+    for level, candidate in _dx_table_places(root):
+        path = candidate.resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        year = _table_year(path)
+        if year is None:
+            log.warning("%s: not a Challenge dx mapping table (no SNOMED code column), ignored", path)
+            continue
+        found.append((-year, level, path))
     return [path for *_, path in sorted(found)]
 
 

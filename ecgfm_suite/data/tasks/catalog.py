@@ -18,6 +18,7 @@ from .vocab import (
     LUDB_AXIS,
     LUDB_CONDUCTION,
     LUDB_RHYTHM,
+    MIMIC_STATEMENTS,
     PTBXL_FORM,
     PTBXL_RHYTHM,
     PTBXL_SUBDIAG,
@@ -38,9 +39,14 @@ def _clf(id: str, name: str, datasets: tuple[str, ...], type: str, classes: tupl
                     labeler=f"{_M}.{labeler}", regions=regions, split=split, description=description)
 
 
-def _age(id: str, name: str, datasets: tuple[str, ...], regions: tuple[str, ...], description: str) -> TaskSpec:
+def _regression(id: str, name: str, datasets: tuple[str, ...], labeler: str, regions: tuple[str, ...],
+                description: str) -> TaskSpec:
     return TaskSpec(id=id, name=name, datasets=datasets, type="regression", classes=(), main_metric="mae",
-                    labeler=f"{_M}.demographics:age", regions=regions, min_positives=10, description=description)
+                    labeler=f"{_M}.{labeler}", regions=regions, min_positives=10, description=description)
+
+
+def _age(id: str, name: str, datasets: tuple[str, ...], regions: tuple[str, ...], description: str) -> TaskSpec:
+    return _regression(id, name, datasets, "demographics:age", regions, description)
 
 
 _SPECS = [
@@ -88,12 +94,22 @@ _SPECS = [
     # CinC 2017 (USA, single lead)
     _clf("cinc2017_af", "CinC 2017 AF classification", ("cinc2017",), "multiclass", CINC2017_CLASSES,
          "cinc2017:af", _US, "normal / AF / other rhythm / noisy, single lead"),
+    # MIMIC-IV-ECG (USA): the ECG machine's report statements and measurements
+    _clf("mimic_iv_ecg_statements", "MIMIC-IV-ECG machine statements", ("mimic_iv_ecg",), "multilabel",
+         tuple(MIMIC_STATEMENTS), "mimic_iv_ecg:statements", _US,
+         "findings frequent in 12-lead machine reads, matched in report_0..report_17; hedged statements are not "
+         "findings; none = every class negative"),
+    _regression("mimic_iv_ecg_qrs_duration", "MIMIC-IV-ECG QRS duration", ("mimic_iv_ecg",),
+                "mimic_iv_ecg:qrs_duration", _US, "qrs_end - qrs_onset of machine_measurements.csv, ms"),
+    _regression("mimic_iv_ecg_qt_interval", "MIMIC-IV-ECG QT interval", ("mimic_iv_ecg",),
+                "mimic_iv_ecg:qt_interval", _US, "t_end - qrs_onset of machine_measurements.csv, ms"),
     # harmonised cross-continental tasks
-    _clf("rhythm", "Harmonised rhythm (cross-continental)", ("ludb", "ptbxl", "challenge2021", "cinc2017"),
+    _clf("rhythm", "Harmonised rhythm (cross-continental)",
+         ("ludb", "ptbxl", "challenge2021", "cinc2017", "mimic_iv_ecg"),
          "multiclass", HARMONISED_RHYTHM, "harmonised:rhythm", ("Russia", "Germany", "China", "USA"),
          "sinus rhythm / bradycardia / tachycardia / AF-or-flutter mapped from each dataset's vocabulary"),
     _clf("abnormalities", "Harmonised CODE-15% abnormalities (cross-continental)",
-         ("ludb", "ptbxl", "challenge2021", "code15"), "multilabel", CODE15_ABNORMALITIES,
+         ("ludb", "ptbxl", "challenge2021", "code15", "mimic_iv_ecg"), "multilabel", CODE15_ABNORMALITIES,
          "harmonised:abnormalities", ("Russia", "Germany", "China", "USA", "Brazil"),
          "the seed's six (1dAVb, RBBB, LBBB, SB, ST, AF) mapped from each dataset's vocabulary; a record whose "
          "source cannot say whether a class is present is unlabelled"),

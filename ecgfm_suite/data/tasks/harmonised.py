@@ -1,12 +1,14 @@
 """Cross-continental rhythm task: one label set mapped from each dataset's own vocabulary.
 
-Russia (LUDB text), Germany (PTB-XL SCP statements), USA (CinC 2017 AliveCor classes) and the
-Challenge 2021 sources (SNOMED CT codes; each source its own region) are pooled. Only mapped
+Russia (LUDB text), Germany (PTB-XL SCP statements), USA (CinC 2017 AliveCor classes; MIMIC-IV-ECG machine
+statements, ``mimic_iv_ecg``) and the Challenge 2021 sources (SNOMED CT codes; each source its own region)
+are pooled. Only mapped
 statements count; a record whose mapped statements disagree (e.g. sinus rhythm + AF) is
 unlabelled with the conflict as the reason. Sex and age use ``demographics`` directly.
 
 The cross-continental six-abnormality task (the seed's CODE-15% classes 1dAVb, RBBB, LBBB, SB, ST,
-AF; tables and decisions in ``vocab``) pools LUDB, PTB-XL, the Challenge 2021 sources and CODE-15%.
+AF; tables and decisions in ``vocab``) pools LUDB, PTB-XL, the Challenge 2021 sources, CODE-15% and
+MIMIC-IV-ECG.
 A record is unlabelled, with the reason, when its source cannot say whether a class is present: it
 states no rhythm (SB, ST and AF are rhythm statements), it carries a statement that may stand for a
 class without naming it (an unsided bundle branch block, a prolonged PR interval without the block),
@@ -15,31 +17,28 @@ or its Challenge source never codes the class at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 
 from ...errors import DataError
 from ..records import DatasetIndex
-from . import code15
-from .labels import Label, Unlabelled, is_missing, label_column, map_one, statements
+from . import code15, mimic_iv_ecg
+from .labels import Label, Unlabelled, is_missing, label_column, map_one, six, statements
 from .vocab import (
     ABNORMALITY_LUDB,
     ABNORMALITY_PTBXL,
     ABNORMALITY_PTBXL_UNSURE,
-    ABNORMALITY_RHYTHMS,
     ABNORMALITY_SNOMED,
     ABNORMALITY_SNOMED_UNSURE,
     ABNORMALITY_SOURCE_GAPS,
     ABNORMALITY_SOURCE_UNSURE,
     CHALLENGE_RHYTHM_CODES,
-    CODE15_ABNORMALITIES,
     HARMONISED_CINC2017,
     HARMONISED_LUDB,
     HARMONISED_PTBXL,
     HARMONISED_SNOMED,
     PTBXL_RHYTHM,
-    Unsure,
 )
 
 _WHAT = "rhythm statement"
@@ -61,21 +60,9 @@ def rhythm(index: DatasetIndex) -> pd.Series:
             return label_column(index, "scp_codes", lambda v: map_one(dict(v or {}), HARMONISED_PTBXL, _WHAT))
         case "cinc2017":
             return label_column(index, "af_label", _cinc2017)
+        case "mimic_iv_ecg":
+            return mimic_iv_ecg.rhythm(index)
     raise DataError(f"no harmonised rhythm mapping for dataset {index.dataset!r}", index.root)
-
-
-def six(found: Iterable[str], mapping: Mapping[str, str], unsure: Unsure, *, has_rhythm: bool) -> Label:
-    """The six classes among a record's statements, in the seed's order (none: every class negative), or
-    Unlabelled when a statement may hide a class it does not name, or SB/ST/AF cannot be told (no rhythm)."""
-    found = tuple(found)
-    classes = {mapping[s] for s in found if s in mapping}
-    for statement in found:
-        hidden, why = unsure.get(statement, ((), ""))
-        if hidden and not classes & set(hidden):
-            return Unlabelled(why)
-    if not has_rhythm and not classes & ABNORMALITY_RHYTHMS:
-        return Unlabelled("no rhythm statement: SB, ST and AF cannot be told")
-    return tuple(c for c in CODE15_ABNORMALITIES if c in classes)
 
 
 def _ptbxl_six(codes: Mapping[str, float] | None) -> Label:
@@ -100,6 +87,8 @@ def abnormalities(index: DatasetIndex) -> pd.Series:
     match index.dataset:
         case "code15":
             return code15.abnormalities(index)
+        case "mimic_iv_ecg":
+            return mimic_iv_ecg.abnormalities(index)
         case "ptbxl":
             return label_column(index, "scp_codes", _ptbxl_six)
         case "challenge2021":

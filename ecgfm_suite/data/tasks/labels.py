@@ -16,6 +16,7 @@ import pandas as pd
 
 from ...errors import DataError, TaskSkip
 from ..records import DatasetIndex
+from .vocab import ABNORMALITY_RHYTHMS, CODE15_ABNORMALITIES, Unsure
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,17 @@ def binary_value(value: Any, negative: str, positive: str, *, positive_values: I
     if number in set(positive_values):
         return positive
     return Unlabelled(f"unexpected {what} value {value!r}")
+
+
+def six(found: Iterable[str], mapping: Mapping[str, str], unsure: Unsure, *, has_rhythm: bool) -> Label:
+    """The six classes among a record's statements, in the seed's order (none: every class negative), or
+    Unlabelled when a statement may hide a class it does not name, or SB/ST/AF cannot be told (no rhythm)."""
+    found = tuple(found)
+    classes = {mapping[s] for s in found if s in mapping}
+    for statement in found:
+        hidden, why = unsure.get(statement, ((), ""))
+        if hidden and not classes & set(hidden):
+            return Unlabelled(why)
+    if not has_rhythm and not classes & ABNORMALITY_RHYTHMS:
+        return Unlabelled("no rhythm statement: SB, ST and AF cannot be told")
+    return tuple(c for c in CODE15_ABNORMALITIES if c in classes)

@@ -174,3 +174,71 @@ ABNORMALITY_SOURCE_UNSURE: dict[str, Unsure] = {
     "ningbo": {"164890007": ((AB_AF,), "Ningbo codes no AF (0 of 34,905 records) but 7,615 atrial flutter "
                                        "(164890007): its AF may be coded as flutter, so AF cannot be told")},
 }
+
+# --- MIMIC-IV-ECG: the ECG machine's report statements (``machine_measurements.csv`` report_0 … report_17) ---
+# Free text, one statement per cell, written by the carts' interpretation software (e.g. "Sinus rhythm",
+# "Sinus rhythm with 1st degree A-V block", "Atrial fibrillation with PVC(s) or aberrant ventricular conduction.",
+# "Possible right atrial abnormality"). Statements are matched, lower-cased and without the final '.', by the
+# regular expressions below (``re.search``); a statement opening with a hedge ("possible", "probable",
+# "consider", "borderline" but for the summary "Borderline ECG", ...) never counts as stating its finding.
+MIMIC_HEDGE = r"^(possible|probable|consider|suspect|cannot rule out|rule out|questionable)\b|^borderline (?!ecg$)|\?"
+#: a statement that names the rhythm: SB, ST and AF cannot be told without one
+MIMIC_RHYTHM_STATEMENT = (r"\bsinus\b|\brhythm\b|fibrillation|flutter|tachycardia|bradycardia|\bpaced\b|pacing"
+                          r"|pacemaker")
+#: harmonised rhythm ← statement pattern (sinus arrhythmia alone, junctional, paced ... rhythms have no class)
+MIMIC_HARMONISED_RHYTHM: dict[str, str] = {
+    r"\bsinus rhythm\b": SR, r"\bsinus bradycardia\b": SB, r"\bsinus tachycardia\b": STACH,
+    r"\batrial fibrillation\b": AF_AFL, r"\batrial flutter\b": AF_AFL,
+}
+#: the seed's six ← statement pattern, on the decisions above: an incomplete bundle branch block is not CODE's
+#: RBBB/LBBB, flutter is not AF, a higher-degree block is not 1dAVb (those records are negative for the class)
+MIMIC_ABNORMALITY: dict[str, str] = {
+    r"\b(1st|first)[ -]degree a-?v block\b": AB_1DAVB,
+    r"(?<!incomplete )\bright bundle branch block\b|\brbbb\b": AB_RBBB,
+    r"(?<!incomplete )\bleft bundle branch block\b|\blbbb\b": AB_LBBB,
+    r"\bsinus bradycardia\b": AB_SB, r"\bsinus tachycardia\b": AB_ST, r"\batrial fibrillation\b": AB_AF,
+}
+#: statement pattern → (classes it may stand for, reason), as ``Unsure`` above
+MIMIC_ABNORMALITY_UNSURE: dict[str, tuple[tuple[str, ...], str]] = {
+    r"(?<!right )(?<!left )\bbundle branch block\b": (
+        (AB_RBBB, AB_LBBB), "bundle branch block of unstated side: RBBB and LBBB cannot be told"),
+    r"(?<!degree )(?<!complete )\ba-?v block\b": (
+        (AB_1DAVB,), "A-V block of unstated degree: first-degree AV block cannot be told"),
+    r"\b(prolonged|long) pr\b": (
+        (AB_1DAVB,), "prolonged PR interval without first-degree A-V block: it cannot be told"),
+}
+#: the MIMIC-IV-ECG statements task: findings that 12-lead machine reads state often (classes too rare in the
+#: data at hand are dropped at build time, with the counts); class ← statement pattern, several may match
+MIMIC_STATEMENTS: dict[str, str] = {
+    "sinus_rhythm": r"\bsinus rhythm\b",
+    "sinus_bradycardia": r"\bsinus bradycardia\b",
+    "sinus_tachycardia": r"\bsinus tachycardia\b",
+    "sinus_arrhythmia": r"\bsinus arrhythmia\b",
+    "atrial_fibrillation": r"\batrial fibrillation\b",
+    "atrial_flutter": r"\batrial flutter\b",
+    "pvc": r"\bpvcs?\b|\bpvc\(s\)|premature ventricular|ventricular premature",
+    "pac": r"\bapcs?\b|\bapc\(s\)|\bpacs?\b|\bpac\(s\)|premature atrial|atrial premature|premature supraventricular",
+    "first_degree_av_block": r"\b(1st|first)[ -]degree a-?v block\b",
+    "rbbb": r"(?<!incomplete )\bright bundle branch block\b",
+    "incomplete_rbbb": r"\bincomplete right bundle branch block\b",
+    "lbbb": r"(?<!incomplete )\bleft bundle branch block\b",
+    "left_anterior_fascicular_block": r"\bleft anterior (fascicular block|hemiblock)\b",
+    "left_axis_deviation": r"\bleft axis deviation\b",
+    "right_axis_deviation": r"\bright axis deviation\b",
+    "lvh": r"\bleft ventricular hypertrophy\b",
+    "left_atrial_abnormality": r"\bleft atrial (abnormality|enlargement)\b",
+    "low_qrs_voltage": r"\blow qrs voltages?\b",
+    "prolonged_qt": r"\b(prolonged|long) qt\b",
+    "poor_r_wave_progression": r"\bpoor r[- ]wave progression\b",
+    "infarct": r"\binfarct",
+    "st_t_abnormality": r"\bst-t\b|\bst (segment )?(depression|elevation|changes?|abnormalit)|\bt[- ]wave",
+    "paced": r"\bpaced\b|\bpacing\b|\bpacemaker\b",
+    "normal_ecg": r"^normal ecg$",
+    "abnormal_ecg": r"^abnormal ecg$",
+    "borderline_ecg": r"^borderline ecg$",
+}
+#: plausible interval durations in ms from the machine's onsets and offsets (qrs_end − qrs_onset; t_end −
+#: qrs_onset): a normal QRS lasts 80–120 ms and the widest (paced, hyperkalaemic, bundle branch block) stay under
+#: 250; a QT outside 200–700 ms is a mismeasured T end, not a patient. Outside them a value is excluded.
+MIMIC_PLAUSIBLE_QRS_MS: tuple[float, float] = (40.0, 250.0)
+MIMIC_PLAUSIBLE_QT_MS: tuple[float, float] = (200.0, 700.0)
