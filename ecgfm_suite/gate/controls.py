@@ -75,23 +75,18 @@ class ControlsRule:
 
     @classmethod
     def load(cls, path: Path) -> ControlsRule:
-        from .floors import load_thresholds_yaml
+        from .floors import thresholds_section
 
-        path = Path(path)
-        if not path.exists():
-            return cls(source=str(path))
-        return cls.from_mapping(load_thresholds_yaml(path).get("controls"), path)
+        return cls.from_mapping(thresholds_section(Path(path), "controls"), path)
 
     @classmethod
     def from_mapping(cls, section: Any, path: Path | str = "<controls>") -> ControlsRule:
         """The rule of a ``controls:`` mapping; a mistyped key or value is a one-line SpecError naming it."""
+        from .floors import section_mapping
+
         if section is None:
             return cls(source=str(path))
-        if not isinstance(section, dict):
-            raise SpecError("controls: must be a mapping of action, against and when", path)
-        unknown = sorted(set(section) - {"action", "against", "when"}, key=str)
-        if unknown:
-            raise SpecError(f"controls: unknown keys {unknown} (allowed: action, against, when)", path)
+        section = section_mapping(section, path, "controls", ("action", "against", "when"))
         action = section.get("action", ACTIONS[0])
         if action not in ACTIONS:
             raise SpecError(f"controls.action must be one of {', '.join(ACTIONS)}, got {action!r}", path)

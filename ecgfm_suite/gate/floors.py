@@ -96,6 +96,21 @@ def load_thresholds_yaml(path: Path) -> dict[Any, Any]:
     return raw
 
 
+def thresholds_section(path: Path, key: str) -> Any:
+    """One top-level section of a thresholds file (None when the file or the section is absent)."""
+    return load_thresholds_yaml(path).get(key) if Path(path).exists() else None
+
+
+def section_mapping(section: Any, path: Path | str, name: str, allowed: tuple[str, ...]) -> dict[Any, Any]:
+    """A section that must be a mapping of known keys; anything else is a one-line SpecError naming the file."""
+    if not isinstance(section, dict):
+        raise SpecError(f"{name}: must be a mapping of {', '.join(allowed)}", path)
+    unknown = sorted(set(section) - set(allowed), key=str)
+    if unknown:
+        raise SpecError(f"{name}: unknown keys {unknown} (allowed: {', '.join(allowed)})", path)
+    return section
+
+
 def _mapping(value: Any, path: Path, where: str, what: str) -> dict[Any, Any]:
     if value is None:
         return {}

@@ -62,22 +62,17 @@ class GateConfig:
     @classmethod
     def load(cls, path: Path) -> GateConfig:
         """The ``gate:`` section of a thresholds file (defaults when the file or the section is absent)."""
-        from .floors import load_thresholds_yaml
+        from .floors import thresholds_section
 
-        path = Path(path)
-        if not path.exists():
-            return cls(source=str(path))
-        return cls.from_mapping(load_thresholds_yaml(path).get("gate"), path)
+        return cls.from_mapping(thresholds_section(Path(path), "gate"), path)
 
     @classmethod
     def from_mapping(cls, section: Any, path: Path | str = "<gate>") -> GateConfig:
+        from .floors import section_mapping
+
         if section is None:
             return cls(source=str(path))
-        if not isinstance(section, dict):
-            raise SpecError("gate: must be a mapping of abs_tol, z and tasks", path)
-        unknown = sorted(set(section) - {"abs_tol", "z", "tasks"}, key=str)
-        if unknown:
-            raise SpecError(f"gate: unknown keys {unknown} (allowed: abs_tol, z, tasks)", path)
+        section = section_mapping(section, path, "gate", ("abs_tol", "z", "tasks"))
         default = _tolerance(section, Tolerance(), "gate", path)
         tasks_raw = section.get("tasks") or {}
         if not isinstance(tasks_raw, dict):
