@@ -35,6 +35,8 @@ ACTIONS = ("report", "xfail", "fail")
 WHEN = ("not_better", "worse")
 #: the verdicts each ``when`` counts as below the bar
 BELOW = {"not_better": ("not better", "worse"), "worse": ("worse",)}
+#: findings the terminal's gate summary lists (all of them: gate.json, the failure message and the report)
+SHOWN_FINDINGS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,8 +150,13 @@ class ControlsVerdict:
             return [f"controls: every foundation-model cell is above {', '.join(self.rule.against)} "
                     f"({self.columns} column(s) compared)"] if self.columns else []
         verb = {"report": "reported", "xfail": "expected failures", "fail": "FAILED"}[self.rule.action]
+        # significantly worse first, then by p-value: the terminal shows the few that matter, gate.json every one
+        ranked = sorted(self.findings, key=lambda f: (f.verdict != "worse", f.p_corrected))
+        shown = [f"  {f.message()}" for f in ranked[:SHOWN_FINDINGS]]
+        if len(ranked) > SHOWN_FINDINGS:
+            shown.append(f"  … and {len(ranked) - SHOWN_FINDINGS} more (gate.json, the report's comparisons)")
         return [f"controls: {len(self.findings)} cell comparison(s) not above a control ({verb}; "
-                f"{self.columns} column(s) compared):", *(f"  {f.message()}" for f in self.findings)]
+                f"{self.columns} column(s) compared):", *shown]
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.rule.action, "when": self.rule.when, "against": list(self.rule.against),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .figures import _png, _pyplot
+from .figures import pyplot, to_png
 from .findings import higher_is_better
 from .tables import level_order
 
@@ -23,7 +23,7 @@ HEATMAP_TASKS = 24
 
 
 def _model_colours(models: Sequence[str]) -> dict[str, Any]:
-    cmap = _pyplot().get_cmap("viridis")
+    cmap = pyplot().get_cmap("viridis")
     return {m: cmap(0.9 * k / max(1, len(models) - 1)) for k, m in enumerate(models)}
 
 
@@ -47,7 +47,7 @@ def heatmap(rows: Sequence[Mapping[str, Any]], controls: Collection[str]) -> byt
     """Models × tasks, one panel per scarcity level (most training data first)."""
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     relative = _relative(rows, controls)
     levels = sorted({r["scarcity"] for r in rows}, key=level_order, reverse=True)
     models = sorted({r["model"] for r in rows})
@@ -79,7 +79,7 @@ def heatmap(rows: Sequence[Mapping[str, Any]], controls: Collection[str]) -> byt
     bar = fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.6, pad=0.01)
     bar.set_label("main metric − best control\n(better is brighter)", fontsize=7)
     fig.suptitle("Leaderboard: value, ±half the 95 % CI width; ★ best, ≈ not significantly worse", fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def forest(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
@@ -87,7 +87,7 @@ def forest(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
     rows = [r for r in rows if r["value"] is not None and r["value"] == r["value"]]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     levels = sorted({r["scarcity"] for r in rows}, key=level_order, reverse=True)
     models = sorted({r["model"] for r in rows})
     colours = _model_colours(models)
@@ -107,7 +107,7 @@ def forest(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.set_xlabel(f"{rows[0]['metric']} (point and 95 % CI)", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"{rows[0]['task']}: every model at every level", fontsize=9)
-    return _png(fig)
+    return to_png(fig)
 
 
 def efficiency(entries: Mapping[str, Mapping[str, Any]]) -> bytes | None:
@@ -115,7 +115,7 @@ def efficiency(entries: Mapping[str, Mapping[str, Any]]) -> bytes | None:
     tasks = [(task, p) for task, p in sorted(entries.items()) if p.get("models")]
     if not tasks:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     models = sorted({m for _, p in tasks for m in p["models"]})
     colours = _model_colours(models)
     cols = min(4, len(tasks))
@@ -142,4 +142,4 @@ def efficiency(entries: Mapping[str, Mapping[str, Any]]) -> bytes | None:
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=7, frameon=False)
     fig.suptitle("Label efficiency: main metric (95 % CI band) against the fraction of the training split", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    return _png(fig)
+    return to_png(fig)

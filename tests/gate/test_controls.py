@@ -44,7 +44,7 @@ def test_the_default_rule_reports_every_cell_not_significantly_better_than_a_con
     assert props == {"ecgfm_controls_action": "report", "ecgfm_controls_below": "3"}
     finding = json.loads(verdict.properties()[2][1])
     assert finding["cell_id"] == "fm_a-ludb_lvh-frac100" and finding["p_corrected"] == 0.5
-    assert "reported" in verdict.lines()[0] and "not better than handcrafted" in verdict.lines()[1]
+    assert "reported" in verdict.lines()[0] and "not better than handcrafted" in verdict.lines()[3]
 
 
 def test_fail_against_random_only_when_significantly_worse(tmp_path):
@@ -85,3 +85,18 @@ def test_the_gate_judges_a_column_test_and_the_whole_run(tmp_path):
     lines = summary.lines()
     assert any(line.startswith("controls: 3 cell comparison(s) not above a control (FAILED") for line in lines)
     assert summary.to_dict()["controls"]["findings"][0]["control"] == "handcrafted"
+
+
+def test_the_terminal_lists_the_worst_findings_first_and_counts_the_rest():
+    from ecgfm_suite.gate.controls import SHOWN_FINDINGS, ControlFinding, ControlsRule, ControlsVerdict
+
+    def finding(i: int, verdict: str) -> ControlFinding:
+        return ControlFinding(cell_id=f"fm-t-frac{i}", model="fm", control="random_cnn", verdict=verdict,
+                              metric="auroc", diff=-0.01 * i, ci_low=-0.1, ci_high=0.05, p_value=0.01 * i,
+                              p_corrected=0.02 * i, method="bh")
+
+    findings = [finding(i, "not better") for i in range(1, 9)] + [finding(9, "worse")]
+    lines = ControlsVerdict(ControlsRule(), tuple(findings), 9).lines()
+    assert lines[0].startswith("controls: 9 cell comparison(s)") and len(lines) == 1 + SHOWN_FINDINGS + 1
+    assert "fm-t-frac9" in lines[1] and "fm-t-frac1" in lines[2]  # worse first, then by corrected p
+    assert lines[-1] == f"  … and {9 - SHOWN_FINDINGS} more (gate.json, the report's comparisons)"

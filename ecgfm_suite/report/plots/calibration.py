@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..figures import MAX_PANELS, _png, _pyplot
+from ..figures import MAX_PANELS, pyplot, to_png
 
 
 def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | None]:
@@ -16,7 +16,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     outputs = outputs[:MAX_PANELS]
     if not outputs:
         return {"reliability": None}
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(outputs), figsize=(2.9 * len(outputs) + 0.6, 3.1), squeeze=False)
     for ax, (name, o) in zip(axes[0], outputs, strict=True):
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
@@ -32,4 +32,4 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
         ax.legend(fontsize=6, loc="upper left")
     axes[0][0].set_ylabel("observed frequency", fontsize=8)
     fig.suptitle(f"{payload['model']} · {payload['task']} ({payload['scarcity']}): reliability", fontsize=9)
-    return {"reliability": _png(fig)}
+    return {"reliability": to_png(fig)}

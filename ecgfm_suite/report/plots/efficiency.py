@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..figures import _png, _pyplot
+from ..figures import pyplot, to_png
 
 
 def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | None]:
@@ -14,7 +14,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     points = payload["points"]
     if not points:
         return {"front": None}
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.9))
     for p in points:
         ax.errorbar(p["gflops_per_record"], p["value"], yerr=[[p["value"] - p["ci_low"]], [p["ci_high"] - p["value"]]],
@@ -34,4 +34,4 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     missing = "; ".join(f"{m}: {why}" for m, why in sorted(payload["unmeasured"].items()))
     ax.set_title(f"{payload['task']}: main metric against compute" + (f"\nno FLOP count: {missing}" if missing else ""),
                  fontsize=8, wrap=True)
-    return {"front": _png(fig)}
+    return {"front": to_png(fig)}

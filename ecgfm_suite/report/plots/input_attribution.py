@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..figures import MAX_PANELS, _png, _pyplot
+from ..figures import MAX_PANELS, pyplot, to_png
 
 if TYPE_CHECKING:  # type-only: the report imports no analysis module to draw
     from ...analysis.input_attribution import ExplainedRecord
@@ -26,7 +26,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     summary = payload.get("time_profile" if time else "lead_importance") or {}
     if not summary or not shown:
         return {"traces": None}
-    plt = _pyplot()
+    plt = pyplot()
     n_leads = max(len(r["player_leads"]) for r in shown)
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 + 4.0 * len(shown), max(3.4, 0.42 * n_leads + 1.8)),
                              squeeze=False, gridspec_kw={"width_ratios": [1.2 if time else 0.9] + [1.0] * len(shown)})
@@ -41,7 +41,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     grid = (f"{res['n_segments']} time segments" if time else f"{res['n_segments']} segments per lead")
     fig.suptitle(f"{payload['model']} · {payload['task']}: input attribution ({len(payload['records'])} records, "
                  f"{grid}, {res['permutations']} permutation{'s' if res['permutations'] > 1 else ''})", fontsize=9)
-    return {"traces": _png(fig)}
+    return {"traces": to_png(fig)}
 
 
 def _record(ax: Any, info: Mapping[str, Any], rec: ExplainedRecord, outputs: Sequence[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..figures import _png, _pyplot
+from ..figures import pyplot, to_png
 
 
 def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | None]:
@@ -14,7 +14,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     grids = list(payload["grids"].items())
     if not grids:
         return {"ranks": None}
-    plt = _pyplot()
+    plt = pyplot()
     n_models = len(payload["models"])
     fig, axes = plt.subplots(1, len(grids), figsize=(3.4 * len(grids) + 0.6, 0.35 * n_models + 1.6), squeeze=False)
     for ax, (name, grid) in zip(axes[0], grids, strict=True):
@@ -30,4 +30,4 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
         ax.set_title(f"{name}: {grid['description']}", fontsize=7, wrap=True)
     fig.suptitle(f"ranks with 95 % bootstrap intervals · groups: {payload['correction']}-corrected paired tests",
                  fontsize=8)
-    return {"ranks": _png(fig)}
+    return {"ranks": to_png(fig)}

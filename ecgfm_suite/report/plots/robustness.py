@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..figures import _png, _pyplot
+from ..figures import pyplot, to_png
 
 
 def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | None]:
@@ -15,7 +15,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     ran = [p for p in payload["perturbations"] if not p.get("reason")]
     if not ran:
         return {"drops": None}
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.8, 0.45 * len(ran) + 1.6))
     y = list(range(len(ran)))
     drops = [p["drop"] for p in ran]
@@ -28,4 +28,4 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
     skipped = [f"{p['perturbation']}: {p['reason']}" for p in payload["perturbations"] if p.get("reason")]
     title = f"{payload['model']} · {payload['task']} ({payload['level']}): {payload['sample']['n']} test records"
     ax.set_title(title + ("\nnot run: " + "; ".join(skipped) if skipped else ""), fontsize=8)
-    return {"drops": _png(fig)}
+    return {"drops": to_png(fig)}

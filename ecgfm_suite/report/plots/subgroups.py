@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..figures import _png, _pyplot
+from ..figures import pyplot, to_png
 
 
 def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | None]:
@@ -15,7 +15,7 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
               if any(s["value"] is not None for s in a["subgroups"])]
     if not panels:
         return {"subgroups": None}
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.6, 3.2), squeeze=False, sharey=True)
     for ax, (name, a) in zip(axes[0], panels, strict=True):
         shown = [s for s in a["subgroups"] if s["value"] is not None]
@@ -31,4 +31,4 @@ def draw(payload: Mapping[str, Any], extra: Any = None) -> dict[str, bytes | Non
         ax.set_title(title, fontsize=8)
     axes[0][0].set_ylabel(payload["metric"], fontsize=8)
     fig.suptitle(f"{payload['model']} · {payload['task']} ({payload['scarcity']}): subgroups", fontsize=9)
-    return {"subgroups": _png(fig)}
+    return {"subgroups": to_png(fig)}
