@@ -94,6 +94,14 @@ def expected_windows(row) -> np.ndarray:
     return prepare(sig.data, sig.fs, sig.leads, SPEC)
 
 
+
+@pytest.fixture
+def children_left():
+    """The child processes started since the test began and still alive (the engine's long-lived analysis pool,
+    started by an earlier test in this process, is not the reader pool's to stop)."""
+    before = set(multiprocessing.active_children())
+    return lambda: [p for p in multiprocessing.active_children() if p not in before]
+
 def test_windows_offsets_keys_follow_the_index(records, tmp_path):
     got = prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=tmp_path / "cache", workers=2,
                           chunk_size=1)
@@ -162,7 +170,8 @@ class Interrupt(BaseException):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_path, workers, monkeypatch):
+def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_path, workers, monkeypatch,
+                                                                   children_left):
     monkeypatch.setattr(prepared, "available_cores", lambda: 2)  # the reader pool, even on one core
     cache = tmp_path / "cache"
 
@@ -175,7 +184,7 @@ def test_interrupted_build_leaves_no_entry_and_next_build_succeeds(records, tmp_
     dying.calls = 0
     with pytest.raises(Interrupt):
         prepare_records(records, dying, spec_key=SPEC_KEY, cache_dir=cache, workers=workers, chunk_size=2)
-    assert not multiprocessing.active_children()  # the pool's readers are gone
+    assert not children_left()  # the pool's readers are gone
     key = prepared_key(records, dying, spec_key=SPEC_KEY)
     bucket = entry_dir(cache, key).parent
     assert not entry_dir(cache, key).exists()
@@ -349,7 +358,7 @@ def _corrupt(records: pd.DataFrame) -> None:
     Path(paths[8] + ".hea").write_text("r008 two 250 x\n")
 
 
-def test_reader_pool_gives_what_the_serial_path_gives(records, tmp_path, monkeypatch):
+def test_reader_pool_gives_what_the_serial_path_gives(records, tmp_path, monkeypatch, children_left):
     monkeypatch.setattr(prepared, "available_cores", lambda: 3)  # the pool runs even on a one-core machine
     _corrupt(records)
     log = tmp_path / "reads.log"
@@ -364,7 +373,7 @@ def test_reader_pool_gives_what_the_serial_path_gives(records, tmp_path, monkeyp
     assert {line.split()[1] for line in serial_reads} == {str(os.getpid())}
     assert sorted(k for k, _ in pooled_reads) == sorted(records["key"])  # each record read once...
     assert str(os.getpid()) not in {pid for _, pid in pooled_reads}  # ...by the pool's processes
-    assert not multiprocessing.active_children()
+    assert not children_left()
     np.testing.assert_array_equal(pooled.windows, serial.windows)  # the .npy written in place, bit for bit
     np.testing.assert_array_equal(pooled.offsets, serial.offsets)
     assert pooled.keys == serial.keys == tuple(k for k in records["key"] if k not in {"synth/r003", "synth/r008"})
@@ -419,7 +428,7 @@ def test_spawned_workers_only_read_and_prepare_fn_is_never_pickled(records, tmp_
     assert spawned.keys == serial.keys and spawned.excluded == serial.excluded
 
 
-def test_pool_errors_keep_their_type_and_file(records, monkeypatch):
+def test_pool_errors_keep_their_type_and_file(records, monkeypatch, children_left):
     """strict: the worker's RecordError arrives with its file; a bug (not a record error) is never excluded."""
     monkeypatch.setattr(prepared, "available_cores", lambda: 2)
     _corrupt(records)
@@ -431,7 +440,7 @@ def test_pool_errors_keep_their_type_and_file(records, monkeypatch):
         with pytest.raises(TypeError, match="bug while reading synth/r000"):
             prepare_records(records, prepare_fn, spec_key=SPEC_KEY, cache_dir=None, read=buggy_read,
                             workers=workers, chunk_size=2)
-    assert not multiprocessing.active_children()
+    assert not children_left()
 
 
 def test_workers_default_to_and_are_capped_at_the_cores(records, tmp_path, monkeypatch):
