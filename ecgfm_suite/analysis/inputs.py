@@ -57,7 +57,7 @@ class AnalysisOptions:
     #: test records perturbed per (model, task) (a seeded stratified sample above it), and the embedding cache
     #: mode their embeddings are cached under (``--ecgfm-cache``)
     robustness: tuple[str, ...] | None = None
-    robustness_max_records: int = 40
+    robustness_max_records: int = 30
     embedding_cache: str = "use"
 
 
