@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .. import __version__
 from ..errors import AnalysisSkip, CacheError, DataError, EcgfmError, RecordError
 from .inputs import AnalysisOptions, ModelTaskData, Output, headline_level, probe_runs, within
 
@@ -83,11 +82,10 @@ def clean_description(encoder: Encoder, records: Sequence[tuple[str, str]]) -> d
     """What the embeddings of these records (key, content hash) depend on, for a cache key: the model, its
     checkpoint, config and input spec (its window policy included), the encode path and the records."""
     from .._io import sha256_json
+    from ..embeddings.cache import model_description
 
-    return {"model": encoder.spec.id, "checkpoint_sha256": encoder.checkpoint_sha256, "family": encoder.spec.family,
-            "config": dict(encoder.spec.config), "input_spec": encoder.input_spec.to_dict(),
-            "encode": "embed_array", "suite_version": __version__, "records": sha256_json(list(records)),
-            "dtype": "float32"}
+    return {**model_description(encoder, encoder.input_spec), "encode": "embed_array",
+            "records": sha256_json(list(records)), "dtype": "float32"}
 
 
 def perturbed_embeddings(encoder: Encoder, raw: Sequence[Raw], perturbation: Perturbation, seed: int,

@@ -65,6 +65,18 @@ class CachedEmbeddings:
     hit: bool
 
 
+#: bumps when the encode path changes vectors for the same model and input (3: record-level window policies)
+ENCODE_VERSION = 3
+
+
+def model_description(encoder: Any, input_spec: Any) -> dict[str, Any]:
+    """What a model's embeddings depend on, for a cache key: the model, its checkpoint, config, the input spec
+    it is fed (window policy included) and the encode path's version. The run's and the robustness analysis's
+    keys both start from it, so a change to either encode invalidates both."""
+    return {"model": encoder.spec.id, "checkpoint_sha256": encoder.checkpoint_sha256, "family": encoder.spec.family,
+            "config": dict(encoder.spec.config), "encode_version": ENCODE_VERSION, "input_spec": input_spec.to_dict()}
+
+
 def perturbed_description(description: Mapping[str, Any], perturbation: Mapping[str, Any],
                           seed: int) -> dict[str, Any]:
     """The key description of embeddings of perturbed records: the clean records' description plus the

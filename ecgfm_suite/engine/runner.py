@@ -32,10 +32,6 @@ if TYPE_CHECKING:  # type-only: loading a model, a task or a dataset imports wha
 
 log = logging.getLogger(__name__)
 
-#: bumps when the encode path changes vectors for the same model and input (3: record-level window policies)
-ENCODE_VERSION = 3
-
-
 #: most bytes of fitted probes a Runner keeps for the analysis stage (oldest cells dropped first: refitted)
 PROBE_MEMO_BYTES = 256 * 2**20
 
@@ -244,6 +240,7 @@ class Runner:
         from .._io import sha256_json
         from ..data.prepared import prepare_records
         from ..data.preprocess import RecordWindows, expected_window_counts
+        from ..embeddings.cache import model_description
         from ..embeddings.encode import encode_prepared
 
         index = self.index(dataset_id)
@@ -251,9 +248,7 @@ class Runner:
         spec = resolved_input_spec(encoder.input_spec, self.settings)
         counts = expected_window_counts(records["n_samples"].to_numpy(), records["fs"].to_numpy(), spec)
         description = {
-            "model": encoder.spec.id, "checkpoint_sha256": encoder.checkpoint_sha256,
-            "family": encoder.spec.family, "config": dict(encoder.spec.config),
-            "encode_version": ENCODE_VERSION, "input_spec": spec.to_dict(),
+            **model_description(encoder, spec),
             "windows": {"policy": spec.policy, "per_record": None if counts is None else sha256_json(counts.tolist())},
             "dataset": dataset_id, "dataset_version": index.version,
             "records": sha256_json(list(zip(records["key"], records["content_hash"], strict=True))), "dtype": "float32",
